@@ -1,0 +1,60 @@
+# airflow-provider-refdata — developer commands.  Everything installs what it needs itself.
+#   make test    system packages (apt) + .venv (uv, from the lock) + ruff + pytest against real servers
+#   make lint    ruff
+#   make bench   the benchmarks (writes nothing but their own output)
+#   make lock    re-resolve requirements/lock.txt after changing pyproject.toml
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+UV := $(PYTHON) -m uv
+LOCK := requirements/lock.txt
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: test lint bench deps venv uv lock demo demo-down clean
+
+test: deps venv lint
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# System packages: a PostgreSQL server, a MariaDB server and the MySQL client headers (mysqlclient
+# builds from source).  Skipped when everything is already there.
+deps:
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing="$$missing mariadb-server"; \
+	pkg-config --exists mysqlclient 2>/dev/null || pkg-config --exists libmariadb 2>/dev/null || missing="$$missing default-libmysqlclient-dev"; \
+	command -v pkg-config >/dev/null || missing="$$missing pkg-config"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+			$$missing pkg-config build-essential >/dev/null; \
+	else echo "system packages: present"; fi
+
+uv:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet uv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: $(LOCK) pyproject.toml | uv
+	@[ -x $(VPY) ] || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	$(UV) pip install --quiet --python $(VPY) -r $(LOCK)
+	$(UV) pip install --quiet --python $(VPY) --no-deps -e .
+	@touch $@
+
+lock: | uv
+	$(UV) pip compile --quiet pyproject.toml --extra test --python-version 3.11 -o $(LOCK)
+
+bench: deps venv
+	$(VPY) -m benchmarks
+
+demo:
+	@echo "make demo is not implemented yet (tracked in the demo issue); use 'make test' for now." >&2; exit 2
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Developer tooling: throwaway local database servers for tests, the demo and the benchmarks."""
