@@ -1,0 +1,18 @@
+"""Airflow operators: authoritative reference sync and coverage check / selective backfill."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ReferenceSyncOperator": "airflow_provider_refdata.operators.sync",
+    "HybridReferenceOperator": "airflow_provider_refdata.operators.hybrid",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,0 +1,54 @@
+"""Temporary staging tables filled with COPY: the one way bulk data enters PostgreSQL here.
+
+A stage is a ``TEMP`` table dropped at commit, so it never outlives the transaction that merges it.  Its
+columns are ``text`` unless told otherwise: the merge statement casts to the target's types, which lets a
+set-based check name the offending key and column before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from airflow_provider_refdata.warehouse.sqlbits import ident_list
+
+
+def create_stage(
+    conn: psycopg.Connection,
+    name: str,
+    columns: Sequence[str],
+    types: Sequence[str] | None = None,
+) -> sql.Identifier:
+    """Create ``TEMP TABLE name (columns…) ON COMMIT DROP``; column types default to ``text``.
+
+    :param conn: a connection inside the transaction that will use the stage.
+    :param name: the temporary table's name (unique within the session).
+    :param columns: column names.
+    :param types: SQL type names per column (trusted, from code or the catalog — never from config).
+    """
+    types = types or ["text"] * len(columns)
+    ident = sql.Identifier(name)
+    conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(ident))
+    conn.execute(
+        sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(
+            ident,
+            sql.SQL(", ").join(
+                sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in zip(columns, types, strict=True)
+            ),
+        )
+    )
+    return ident
+
+
+def copy_rows(conn: psycopg.Connection, stage: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
+    """COPY ``rows`` (tuples in ``columns`` order; ``None`` is NULL) into the stage; returns the row count."""
+    count = 0
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(stage), ident_list(columns))
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count

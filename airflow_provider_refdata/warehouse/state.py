@@ -1,0 +1,140 @@
+"""The provider's own bookkeeping in schema ``refdata``: per-table sync state and the run log.
+
+``refdata.sync_state`` keeps, per target table, the incremental watermark and the last run's counts; it is
+written in the same transaction as the data it describes.  ``refdata.run_log`` has one row per sync table
+run and per ``ensure_references`` call, with the result model as jsonb.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+STATE_SCHEMA = "refdata"
+
+# Advisory-lock namespace ("RefD") for pg_advisory_xact_lock(int, int); the second key is hashtext(name).
+_LOCK_NAMESPACE = 0x52656644
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS refdata;
+CREATE TABLE IF NOT EXISTS refdata.sync_state (
+    table_name      text PRIMARY KEY,
+    watermark       timestamp,
+    last_run_at     timestamptz NOT NULL DEFAULT now(),
+    last_success_at timestamptz,
+    last_status     text NOT NULL,
+    rows_read       bigint NOT NULL DEFAULT 0,
+    rows_inserted   bigint NOT NULL DEFAULT 0,
+    rows_updated    bigint NOT NULL DEFAULT 0,
+    rows_deleted    bigint NOT NULL DEFAULT 0,
+    rows_promoted   bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS refdata.run_log (
+    id          bigserial PRIMARY KEY,
+    run_type    text NOT NULL,
+    subject     text NOT NULL,
+    status      text NOT NULL,
+    started_at  timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT now(),
+    result      jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS run_log_subject_idx ON refdata.run_log (run_type, subject, finished_at DESC);
+"""
+
+
+def lock_name(conn: psycopg.Connection, name: str) -> None:
+    """Take a transaction-scoped advisory lock on ``name`` (e.g. a schema-qualified table).
+
+    Two transactions locking the same name serialize; the lock is released at commit or rollback.
+    """
+    conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, name))
+
+
+def ensure_state_tables(conn: psycopg.Connection) -> None:
+    """Create schema ``refdata`` and its tables if missing, safely under concurrency.
+
+    ``CREATE … IF NOT EXISTS`` still races on the catalog when two sessions run it at once, so the DDL runs
+    under an advisory lock, and only when the tables are not there yet.
+    """
+    present = conn.execute(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename IN ('sync_state', 'run_log')",
+        (STATE_SCHEMA,),
+    ).fetchone()[0]
+    if present == 2:
+        return
+    with conn.transaction():
+        lock_name(conn, "refdata.__ddl__")
+        conn.execute(_DDL)
+
+
+def read_watermark(conn: psycopg.Connection, table_name: str) -> datetime | None:
+    """The stored watermark of ``table_name`` (schema-qualified), or ``None`` when there is none."""
+    row = conn.execute("SELECT watermark FROM refdata.sync_state WHERE table_name = %s", (table_name,)).fetchone()
+    return row[0] if row else None
+
+
+def write_sync_state(
+    conn: psycopg.Connection,
+    table_name: str,
+    *,
+    status: str,
+    watermark: datetime | None,
+    counts: Mapping[str, int],
+) -> None:
+    """Upsert the table's state row.  A failed run keeps the previous watermark and last success time."""
+    success = status == "success"
+    conn.execute(
+        """
+        INSERT INTO refdata.sync_state AS s (table_name, watermark, last_run_at, last_success_at, last_status,
+                                             rows_read, rows_inserted, rows_updated, rows_deleted, rows_promoted)
+        VALUES (%(t)s, %(w)s, now(), CASE WHEN %(ok)s THEN now() END, %(status)s,
+                %(read)s, %(ins)s, %(upd)s, %(del)s, %(pro)s)
+        ON CONFLICT (table_name) DO UPDATE SET
+            watermark       = CASE WHEN %(ok)s THEN COALESCE(EXCLUDED.watermark, s.watermark) ELSE s.watermark END,
+            last_run_at     = now(),
+            last_success_at = CASE WHEN %(ok)s THEN now() ELSE s.last_success_at END,
+            last_status     = EXCLUDED.last_status,
+            rows_read       = EXCLUDED.rows_read,
+            rows_inserted   = EXCLUDED.rows_inserted,
+            rows_updated    = EXCLUDED.rows_updated,
+            rows_deleted    = EXCLUDED.rows_deleted,
+            rows_promoted   = EXCLUDED.rows_promoted
+        """,
+        {
+            "t": table_name,
+            "w": watermark,
+            "ok": success,
+            "status": status,
+            "read": counts.get("rows_read", 0),
+            "ins": counts.get("rows_inserted", 0),
+            "upd": counts.get("rows_updated", 0),
+            "del": counts.get("rows_deleted", 0),
+            "pro": counts.get("rows_promoted", 0),
+        },
+    )
+
+
+def write_run_log(
+    conn: psycopg.Connection,
+    *,
+    run_type: str,
+    subject: str,
+    status: str,
+    started_at: datetime,
+    result: Mapping[str, Any] | str,
+) -> int:
+    """Append one run-log row; ``result`` is the result model's JSON dict (or JSON text).  Returns its id."""
+    payload = json.loads(result) if isinstance(result, str) else dict(result)
+    row = conn.execute(
+        """
+        INSERT INTO refdata.run_log (run_type, subject, status, started_at, result)
+        VALUES (%s, %s, %s, %s, %s) RETURNING id
+        """,
+        (run_type, subject, status, started_at, Jsonb(payload)),
+    ).fetchone()
+    return row[0]
