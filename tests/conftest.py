@@ -13,6 +13,7 @@ import it; tests that need the metadata database use the ``airflow_db`` fixture,
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,8 +47,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # --- servers ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def servers_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("servers")
+def servers_root() -> Iterator[Path]:
+    # Not under pytest's basetemp: every pytest session resets /tmp/pytest-of-<user> to 0700, which would
+    # lock the PostgreSQL server (running as nobody) out of its data directory mid-run.
+    root = Path(tempfile.mkdtemp(prefix="refdata-test-servers-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
