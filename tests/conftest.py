@@ -38,6 +38,16 @@ os.environ.setdefault("REFDATA_CONFIG_DIR", str(REPO_ROOT / "config"))
 
 from devtools.servers import MariaDbServer, PostgresServer, ServerStartError  # noqa: E402
 
+# What the session's database tests ran against, reported at the end of the run.
+_SERVERS_USED: dict[str, str] = {}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _SERVERS_USED:
+        terminalreporter.section("database servers used")
+        for name, description in _SERVERS_USED.items():
+            terminalreporter.write_line(f"{name}: {description}")
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
@@ -60,6 +70,7 @@ def pg_server(servers_root: Path) -> Iterator[str]:
     """DSN of the session's PostgreSQL server (started here unless REFDATA_TEST_PG_DSN is set)."""
     external = os.environ.get("REFDATA_TEST_PG_DSN")
     if external:
+        _SERVERS_USED["PostgreSQL"] = f"{_pg_version(external)} (external, REFDATA_TEST_PG_DSN)"
         yield external
         return
     server = PostgresServer(servers_root / "postgres", database="refdata_test")
@@ -68,6 +79,7 @@ def pg_server(servers_root: Path) -> Iterator[str]:
     except (ServerStartError, OSError) as exc:
         server.stop()
         pytest.fail(f"could not start the test PostgreSQL server: {exc}", pytrace=False)
+    _SERVERS_USED["PostgreSQL"] = f"{_pg_version(server.dsn)} on 127.0.0.1:{server.port} (started by the harness)"
     try:
         yield server.dsn
     finally:
@@ -86,6 +98,7 @@ def mysql_server_handle(servers_root: Path) -> Iterator[MariaDbServer | None]:
     except (ServerStartError, OSError) as exc:
         server.stop()
         pytest.fail(f"could not start the test MariaDB server: {exc}", pytrace=False)
+    _SERVERS_USED["MariaDB"] = f"{_mysql_version(server.dsn)} on 127.0.0.1:{server.port} (started by the harness)"
     try:
         yield server
     finally:
@@ -96,8 +109,27 @@ def mysql_server_handle(servers_root: Path) -> Iterator[MariaDbServer | None]:
 def mysql_server(mysql_server_handle: MariaDbServer | None) -> str:
     """DSN of the session's MariaDB/MySQL server."""
     if mysql_server_handle is None:
-        return os.environ["REFDATA_TEST_MYSQL_DSN"]
+        dsn = os.environ["REFDATA_TEST_MYSQL_DSN"]
+        _SERVERS_USED["MySQL"] = f"{_mysql_version(dsn)} (external, REFDATA_TEST_MYSQL_DSN)"
+        return dsn
     return mysql_server_handle.dsn
+
+
+def _pg_version(dsn: str) -> str:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        return "PostgreSQL " + conn.execute("SHOW server_version").fetchone()[0]
+
+
+def _mysql_version(dsn: str) -> str:
+    conn = mysql_connect(dsn)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT VERSION()")
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
 
 
 @pytest.fixture
