@@ -1,0 +1,221 @@
+"""``make airflow``: ``airflow standalone`` with the provider and the example DAGs against the demo servers.
+
+Starts (or reuses) the demo's PostgreSQL and MariaDB under ``.demo/servers``, makes sure the warehouse schema,
+the legacy data and the fact file are there (without changing anything that is: unlike ``make demo`` this
+applies no mutation), then runs ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer) with
+``AIRFLOW_HOME=.demo/airflow``, prints the URL and the login, and waits.
+
+Ctrl-C stops everything: ``airflow standalone`` runs in its own process group and gets SIGINT on the whole
+group (SIGTERM to the standalone process alone leaves its task workers behind); whatever is still alive
+after a grace period is terminated, then killed.  The standalone output goes to ``.demo/logs``.
+
+The class :class:`Standalone` is also what ``tests/integration/test_airflow_api.py`` starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+
+from devtools import demo, sample_data
+from devtools.sample_data import SampleSpec
+
+READY_TIMEOUT_SECONDS = 300
+STOP_GRACE_SECONDS = 45
+
+
+class Standalone:
+    """One ``airflow standalone`` process group, its readiness and its shutdown."""
+
+    def __init__(self, env: Mapping[str, str], port: int, log_file: Path, *, host: str = "127.0.0.1") -> None:
+        self.port = port
+        self.log_file = log_file
+        self.home = Path(env["AIRFLOW_HOME"])
+        self.env = {
+            **env,
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__HOST": host,
+            "AIRFLOW__API__BASE_URL": f"http://localhost:{port}",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            # The generated admin password lands in AIRFLOW_HOME (read back by `password`).
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            # Parse the dags folder often so a changed DAG shows up quickly in the UI.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        }
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    @property
+    def password_file(self) -> Path:
+        return self.home / "simple_auth_manager_passwords.json.generated"
+
+    def password(self) -> str | None:
+        try:
+            return json.loads(self.password_file.read_text()).get("admin")
+        except (OSError, ValueError):
+            return None
+
+    def start(self) -> Standalone:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_file, "ab")
+        # A new session = a new process group holding standalone, its four components and their workers.
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "airflow", "standalone"],
+            env=dict(self.env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    def health(self) -> dict | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/v2/monitor/health", timeout=5) as resp:
+                return json.loads(resp.read())
+        except (OSError, ValueError, urllib.error.URLError):
+            return None
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> dict:
+        """Wait until the API answers and reports the scheduler, dag processor and triggerer healthy."""
+        deadline = time.monotonic() + timeout
+        health = None
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"airflow standalone exited with {self.process.returncode}; log {self.log_file}")
+            health = self.health()
+            if health and all(
+                (health.get(part) or {}).get("status") == "healthy"
+                for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            ):
+                if self.password() is not None:
+                    return health
+            time.sleep(2)
+        raise TimeoutError(f"Airflow not ready after {timeout:.0f}s (last health {health}); log {self.log_file}")
+
+    def _group_alive(self) -> bool:
+        if self.process is None:
+            return False
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        # A zombie leader keeps the group id; reap it so only live processes count.
+        self.process.poll()
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _wait_group(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.process.poll()
+            if not self._group_alive():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> str:
+        """Stop the whole process group: SIGINT (what Ctrl-C sends), then SIGTERM, then SIGKILL.
+
+        Returns the signal that finished the job ("SIGINT" when the clean path worked)."""
+        if self.process is None:
+            return "not started"
+        for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            if not self._group_alive():
+                break
+            self._signal_group(sig)
+            if self._wait_group(wait):
+                self.process.wait(timeout=5)
+                return sig.name
+        return "already stopped"
+
+
+def prepare(layout: demo.DemoLayout, spec: SampleSpec) -> tuple[str, str]:
+    """Servers up, warehouse schema created, legacy data and fact file present; returns (pg, mysql) DSNs."""
+    pg_dsn, mysql_dsn = demo.start_servers(layout)
+    demo.create_warehouse_schema(pg_dsn)
+    world = sample_data.generate(spec)
+    demo.ensure_legacy_loaded(mysql_dsn, world)
+    demo.write_facts(layout, world)
+    return pg_dsn, mysql_dsn
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.airflow_standalone", description=__doc__.split("\n")[0])
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1", help="address the API server binds (default loopback)")
+    parser.add_argument("--root", type=Path, default=demo.DEFAULT_LAYOUT.root)
+    args = parser.parse_args(argv)
+    layout = demo.DemoLayout(args.root.resolve())
+    print(f"starting the demo servers under {layout.servers}…", flush=True)
+    pg_dsn, mysql_dsn = prepare(layout, SampleSpec())
+    env = demo.airflow_env(layout.airflow_home, pg_dsn, mysql_dsn, facts_dir=layout.data)
+    standalone = Standalone(env, args.port, layout.logs / "airflow-standalone.log", host=args.host)
+
+    # Ctrl-C in the terminal reaches this process only (standalone has its own group): forward it.
+    stopping = False
+
+    def request_stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    print(f"starting airflow standalone (log {standalone.log_file}); the first start migrates its database…")
+    standalone.start()
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        ready = False
+        while not stopping and not ready:
+            try:
+                standalone.wait_ready(timeout=min(5, max(0.0, deadline - time.monotonic())))
+                ready = True
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise
+        if ready:
+            print()
+            print(f"Airflow is ready: {standalone.url}")
+            print(f"  login: admin / {standalone.password()}   (stored in {standalone.password_file})")
+            print(f"  DAGs: {demo.SYNC_DAG_ID}, {demo.FACTS_DAG_ID} (from {demo.REPO_ROOT / 'dags'})")
+            print(f"  warehouse: {pg_dsn}")
+            print(f"  log: {standalone.log_file}")
+            print("Press Ctrl-C to stop.", flush=True)
+        while not stopping and standalone.process.poll() is None:
+            time.sleep(0.5)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+    finally:
+        print("stopping airflow standalone…", flush=True)
+        how = standalone.stop()
+        print(f"stopped ({how}). The database servers keep running: `make demo-down` stops them.")
+    return 0 if stopping else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
