@@ -52,3 +52,25 @@ def copy_rows(conn: psycopg.Connection, stage: str, columns: Sequence[str], rows
             copy.write_row(row)
             count += 1
     return count
+
+
+def copy_frame(conn: psycopg.Connection, stage: str, frame: Any) -> int:
+    """COPY a pandas DataFrame (columns named like the stage's) into the stage; returns the row count.
+
+    The frame travels as one CSV text produced by pandas' C writer, which is several times faster than
+    ``write_row`` per row for large frames.  In CSV, ``None``/``NaN`` and the empty string are both written
+    as an unquoted empty field, so **empty strings arrive as NULL**: callers normalise blanks to ``None`` first.
+
+    :param conn: a connection inside the transaction that will use the stage.
+    :param stage: the temporary table's name.
+    :param frame: a ``pandas.DataFrame``; its column names are the stage columns written.
+    """
+    if len(frame) == 0:
+        return 0
+    payload = frame.to_csv(index=False, header=False, lineterminator="\n").encode("utf-8")
+    statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+        sql.Identifier(stage), ident_list([str(c) for c in frame.columns])
+    )
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.write(payload)
+    return len(frame)

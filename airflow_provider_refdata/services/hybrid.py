@@ -1,0 +1,301 @@
+"""HybridReferenceService: make sure every FK value of a fact frame exists before the facts are loaded.
+
+``ensure_references`` runs, in order:
+
+1. optional **pre-load**: the authoritative sync (``sync_service.sync_all(conn=…)``) so that real reference
+   data arrives before anything is derived; an exception there is degradation, not failure;
+2. per FK configuration, parents first, each isolated in its own transaction/savepoint:
+   **coverage** on the distinct non-blank values (one set-based join) and **selective backfill** of the
+   missing keys only (:class:`~airflow_provider_refdata.services.backfill.GenericBackfillService`);
+3. **ratios**: auto-derived rows / all rows of each referenced table after backfill (one aggregate query per
+   table) and overall; a **warning** for each ratio strictly greater than its threshold;
+4. one ``refdata.run_log`` row with the :class:`~airflow_provider_refdata.results.HybridResult` as jsonb.
+
+Thresholds: ``auto_derived_threshold`` applies to the overall ratio and to every table;
+``table_thresholds`` overrides it per table, keyed by the schema-qualified table (``business.年金计划``) or
+by an FK configuration's name (``fk_plan``; the qualified table wins when both are given).
+``skip_tables`` takes the same kind of keys (or the bare table name).
+
+Modes: ``plan_only`` measures and reports what would be inserted (ratios are projected as if it were),
+writes nothing at all — no backfill, no tracking columns, no run-log row.  ``coverage_only`` measures
+coverage and the current ratios without backfilling; it writes only its run-log row (run_type
+``coverage_check``).
+
+Plain Python: no Airflow import.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from airflow_provider_refdata.config import ForeignKeyConfig, processing_order
+from airflow_provider_refdata.results import BackfillTableResult, CoverageMetrics, HybridResult
+from airflow_provider_refdata.services.backfill import (
+    GenericBackfillService,
+    TableOutcome,
+    describe_error,
+    finish_connection,
+)
+from airflow_provider_refdata.warehouse.catalog import table_info
+from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
+from airflow_provider_refdata.warehouse.coverage import source_counts
+from airflow_provider_refdata.warehouse.state import ensure_state_tables, write_run_log
+
+logger = logging.getLogger(__name__)
+
+SKIPPED_BY_CALLER = "skipped by skip_tables"
+
+
+class HybridReferenceService:
+    """Coverage check, selective backfill and auto-derived ratios for one fact frame.
+
+    :param backfill_service: the backfill service (default: a :class:`GenericBackfillService` per call; the
+        call's ``domain`` is what gets written to ``_derived_from_domain``).
+    :param sync_service: an object with ``sync_all(conn=…) -> list[SyncResult]``, already configured, for
+        the optional authoritative pre-load; ``None`` skips the pre-load.
+    :param auto_derived_threshold: default threshold for the overall and per-table ratios.
+    :param table_thresholds: per-table overrides, keyed by schema-qualified table or FK configuration name.
+    """
+
+    def __init__(
+        self,
+        backfill_service: GenericBackfillService | None = None,
+        sync_service: Any = None,
+        *,
+        auto_derived_threshold: float = 0.10,
+        table_thresholds: Mapping[str, float] | None = None,
+    ) -> None:
+        self.backfill_service = backfill_service
+        self.sync_service = sync_service
+        self.auto_derived_threshold = auto_derived_threshold
+        self.table_thresholds = dict(table_thresholds or {})
+
+    # ----------------------------------------------------------------------------------------------------
+    def ensure_references(
+        self,
+        domain: str,
+        df: pd.DataFrame,
+        fk_configs: Sequence[ForeignKeyConfig],
+        conn: WarehouseLike,
+        *,
+        auto_derived_threshold: float | None = None,
+        skip_tables: Iterable[str] = (),
+        plan_only: bool = False,
+        coverage_only: bool = False,
+    ) -> HybridResult:
+        """Measure coverage, backfill what is missing and report the auto-derived ratios.
+
+        Never raises for a table-level problem or a failing pre-load: those set ``degraded_mode`` and are
+        described in ``degradation_reason`` (``table (fk): cause``); the other tables are fully processed.
+
+        :param domain: the fact domain (``_derived_from_domain`` and the run-log subject).
+        :param df: the fact frame.
+        :param fk_configs: the domain's FK configurations (any order; ``depends_on`` decides).
+        :param conn: the warehouse (psycopg connection, PostgresHook, SQLAlchemy Connection/Engine, DSN).
+        :param auto_derived_threshold: overrides the service's default threshold for this call.
+        :param skip_tables: FK names, schema-qualified or bare table names to leave alone.
+        :param plan_only: report what would be inserted; write nothing.
+        :param coverage_only: measure coverage and ratios; no pre-load, no backfill.
+        """
+        started_at = datetime.now(UTC)
+        started = time.perf_counter()
+        threshold = self.auto_derived_threshold if auto_derived_threshold is None else auto_derived_threshold
+        skip = set(skip_tables)
+        order = processing_order(fk_configs)
+        backfill = self.backfill_service or GenericBackfillService(domain)
+        problems: list[str] = []
+        result = HybridResult(domain=domain, plan_only=plan_only)
+        with warehouse_connection(conn) as pg:
+            was_idle = pg.info.transaction_status == TransactionStatus.IDLE
+            if self.sync_service is not None and not coverage_only and not plan_only:
+                result.pre_load_available = self._pre_load(pg, problems)
+            outcomes: list[TableOutcome] = []
+            for fk in order:
+                if skip & {fk.name, fk.qualified_table, fk.target_table}:
+                    outcomes.append(_skipped(fk))
+                    continue
+                outcome = backfill.process_table(
+                    pg, df, fk, backfill=not coverage_only, plan_only=plan_only, domain=domain
+                )
+                if outcome.error:
+                    problems.append(f"{fk.qualified_table} ({fk.name}): {outcome.error}")
+                outcomes.append(outcome)
+            self._fill_result(result, order, outcomes, df, coverage_only, started)
+            self._ratios(pg, result, order, outcomes, threshold, skip, problems)
+            result.degraded_mode = bool(problems)
+            result.degradation_reason = "; ".join(problems) or None
+            result.duration_seconds = round(time.perf_counter() - started, 6)
+            for warning in result.threshold_warnings:
+                logger.warning("%s", warning)
+            if not plan_only:
+                self._write_run_log(pg, result, started_at, coverage_only)
+            finish_connection(pg, was_idle)
+        return result
+
+    def check_coverage(
+        self,
+        domain: str,
+        df: pd.DataFrame,
+        fk_configs: Sequence[ForeignKeyConfig],
+        conn: WarehouseLike,
+        *,
+        auto_derived_threshold: float | None = None,
+        skip_tables: Iterable[str] = (),
+    ) -> HybridResult:
+        """Coverage and current ratios only (no pre-load, no backfill): ``ensure_references(coverage_only=True)``.
+
+        :param domain: the fact domain.
+        :param df: the fact frame.
+        :param fk_configs: the domain's FK configurations.
+        :param conn: the warehouse.
+        :param auto_derived_threshold: overrides the service's default threshold for this call.
+        :param skip_tables: FK names, schema-qualified or bare table names to leave alone.
+        """
+        return self.ensure_references(
+            domain,
+            df,
+            fk_configs,
+            conn,
+            auto_derived_threshold=auto_derived_threshold,
+            skip_tables=skip_tables,
+            coverage_only=True,
+        )
+
+    # ----------------------------------------------------------------------------------------------------
+    def _pre_load(self, pg: psycopg.Connection, problems: list[str]) -> bool:
+        """Run the authoritative sync first; True when at least one table synced without error."""
+        try:
+            results = self.sync_service.sync_all(conn=pg)
+        except Exception as exc:  # a failing pre-load degrades the run, it does not stop it
+            problems.append(f"pre-load: {describe_error(exc)}")
+            logger.warning("Pre-load failed, continuing without it: %s", describe_error(exc))
+            if pg.info.transaction_status == TransactionStatus.INERROR:
+                pg.rollback()
+            return False
+        results = list(results or [])
+        for sync in results:
+            if getattr(sync, "error", None):
+                problems.append(f"pre-load {sync.table}: {sync.error}")
+        return any(getattr(s, "error", None) is None and not getattr(s, "skipped_reason", None) for s in results)
+
+    @staticmethod
+    def _fill_result(
+        result: HybridResult,
+        order: Sequence[ForeignKeyConfig],
+        outcomes: list[TableOutcome],
+        df: pd.DataFrame,
+        coverage_only: bool,
+        started: float,
+    ) -> None:
+        result.coverage_metrics = [o.coverage for o in outcomes]
+        measured = [o.coverage for o in outcomes if o.coverage.skipped_reason is None and o.coverage.error is None]
+        total = sum(c.total_fk_values for c in measured)
+        result.pre_load_coverage = round(sum(c.covered_values for c in measured) / total, 6) if total else 1.0
+        result.tables_processed = len(measured)
+        if not coverage_only:
+            result.backfill_result = GenericBackfillService.summarize(
+                order, [o.backfill for o in outcomes], len(df), time.perf_counter() - started, result.plan_only
+            )
+            result.backfill_count = result.backfill_result.total_inserted
+
+    def _threshold_for(self, table: str, fk_names: list[str], default: float) -> float:
+        if table in self.table_thresholds:
+            return float(self.table_thresholds[table])
+        for name in fk_names:
+            if name in self.table_thresholds:
+                return float(self.table_thresholds[name])
+        return default
+
+    def _ratios(
+        self,
+        pg: psycopg.Connection,
+        result: HybridResult,
+        order: Sequence[ForeignKeyConfig],
+        outcomes: list[TableOutcome],
+        threshold: float,
+        skip: set[str],
+        problems: list[str],
+    ) -> None:
+        """Auto-derived / all rows per referenced table (projected with the would-be inserts in plan mode)."""
+        tables: dict[tuple[str, str], list[str]] = {}
+        pending: dict[str, int] = {}
+        failed: set[str] = set()
+        for fk, outcome in zip(order, outcomes, strict=True):
+            if outcome.coverage.skipped_reason:
+                continue
+            tables.setdefault((fk.target_schema, fk.target_table), []).append(fk.name)
+            if outcome.error:
+                failed.add(fk.qualified_table)
+            if result.plan_only:
+                pending[fk.qualified_table] = pending.get(fk.qualified_table, 0) + outcome.backfill.inserted
+        grand_total = grand_auto = 0
+        for (schema, table), fk_names in tables.items():
+            qualified = f"{schema}.{table}"
+            try:
+                with pg.transaction():
+                    info = table_info(pg, schema, table)
+                    if info is None:
+                        if qualified not in failed:
+                            problems.append(f"{qualified}: reference table does not exist")
+                        continue
+                    total, auto = source_counts(pg, info)
+            except Exception as exc:  # one table's ratio must not cost the others theirs
+                if qualified not in failed:
+                    problems.append(f"{qualified} (ratio): {describe_error(exc)}")
+                continue
+            total += pending.get(qualified, 0)
+            auto += pending.get(qualified, 0)
+            grand_total += total
+            grand_auto += auto
+            ratio = auto / total if total else 0.0
+            result.per_table_ratio[qualified] = round(ratio, 6)
+            limit = self._threshold_for(qualified, fk_names, threshold)
+            if ratio > limit:
+                result.threshold_warnings.append(
+                    f"{qualified}: auto-derived ratio {ratio:.2%} ({auto} of {total} rows) is above "
+                    f"the threshold {limit:.2%}"
+                )
+        result.total_auto_derived = grand_auto
+        result.total_authoritative = grand_total - grand_auto
+        result.auto_derived_ratio = round(grand_auto / grand_total, 6) if grand_total else 0.0
+        if result.auto_derived_ratio > threshold:
+            result.threshold_warnings.insert(
+                0,
+                f"overall: auto-derived ratio {result.auto_derived_ratio:.2%} ({grand_auto} of {grand_total} "
+                f"rows) is above the threshold {threshold:.2%}",
+            )
+
+    @staticmethod
+    def _write_run_log(pg: psycopg.Connection, result: HybridResult, started_at: datetime, coverage_only: bool) -> None:
+        try:
+            with pg.transaction():
+                ensure_state_tables(pg)
+                write_run_log(
+                    pg,
+                    run_type="coverage_check" if coverage_only else "ensure_references",
+                    subject=result.domain,
+                    status="degraded" if result.degraded_mode else "success",
+                    started_at=started_at,
+                    result=result.model_dump(mode="json"),
+                )
+        except Exception as exc:  # the run itself succeeded; losing its log line degrades it
+            logger.warning("Could not write the run log: %s", describe_error(exc))
+            reason = f"run log: {describe_error(exc)}"
+            result.degraded_mode = True
+            previous = result.degradation_reason
+            result.degradation_reason = f"{previous}; {reason}" if previous else reason
+
+
+def _skipped(fk: ForeignKeyConfig) -> TableOutcome:
+    return TableOutcome(
+        coverage=CoverageMetrics(fk_name=fk.name, table=fk.qualified_table, skipped_reason=SKIPPED_BY_CALLER),
+        backfill=BackfillTableResult(fk_name=fk.name, table=fk.qualified_table),
+    )

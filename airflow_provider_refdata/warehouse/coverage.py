@@ -1,0 +1,119 @@
+"""Set-based FK coverage SQL: stage the distinct fact keys once, one join against the reference table.
+
+The distinct keys travel to PostgreSQL with COPY into a temporary stage (never as ``IN`` lists or one query
+per value); a single ``LEFT JOIN`` then splits them into authoritative, auto-derived and missing keys and
+returns the positions of the missing ones, so only those need derived columns.  The same module counts
+auto-derived vs all rows of a reference table for the ratios (one aggregate query per table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from airflow_provider_refdata.warehouse.catalog import ColumnInfo, TableInfo
+from airflow_provider_refdata.warehouse.sqlbits import table_ref
+from airflow_provider_refdata.warehouse.staging import copy_frame, create_stage
+from airflow_provider_refdata.warehouse.tracking import AUTO_DERIVED, SOURCE
+
+#: Stage column holding the candidate's position (index into the derived candidates).
+POSITION_COLUMN = "_i"
+#: Stage column holding the key.
+KEY_COLUMN = "_k"
+
+_TEXT_TYPE_PREFIXES = ("text", "character varying", "character", "varchar", "bpchar")
+
+
+def is_text_type(column: ColumnInfo) -> bool:
+    """Whether the column takes text by assignment (no explicit cast needed, and none wanted: an explicit
+    cast to ``varchar(n)`` would silently truncate, the assignment raises instead)."""
+    return column.data_type.startswith(_TEXT_TYPE_PREFIXES)
+
+
+def stage_type(column: ColumnInfo) -> str:
+    """SQL type of a stage column holding values for ``column``: ``text`` for text columns, else the column's
+    own type (from the catalog, trusted), so that COPY converts once and the join can use the key's index."""
+    return "text" if is_text_type(column) else column.data_type
+
+
+@dataclass(frozen=True)
+class CoverageCounts:
+    """How the distinct fact keys of one FK split against its reference table."""
+
+    total: int
+    covered: int
+    auto_derived: int
+    missing_positions: list[int] = field(default_factory=list)
+
+    @property
+    def missing(self) -> int:
+        return self.total - self.covered
+
+    @property
+    def authoritative(self) -> int:
+        return self.covered - self.auto_derived
+
+
+def stage_keys(conn: psycopg.Connection, stage: str, keys: Sequence[str] | np.ndarray, key_column: ColumnInfo) -> None:
+    """Create the key stage ``(_i integer, _k <key type>)`` and COPY the distinct keys into it.
+
+    :param conn: a connection inside the transaction that uses the stage.
+    :param stage: the temporary table's name.
+    :param keys: the distinct normalised keys; ``_i`` is each key's position.
+    :param key_column: the reference table's key column (for the stage key's type).
+    """
+    create_stage(conn, stage, [POSITION_COLUMN, KEY_COLUMN], ["integer", stage_type(key_column)])
+    copy_frame(conn, stage, pd.DataFrame({POSITION_COLUMN: np.arange(len(keys)), KEY_COLUMN: keys}))
+
+
+def measure_coverage(conn: psycopg.Connection, stage: str, info: TableInfo, key: str) -> CoverageCounts:
+    """One join of the key stage against the reference table: totals, split and missing positions.
+
+    A table without the tracking columns counts every covered key as authoritative.
+
+    :param conn: the connection holding the stage.
+    :param stage: the key stage made by :func:`stage_keys`.
+    :param info: the reference table's catalog entry.
+    :param key: the reference table's key column.
+    """
+    if info.has_column(SOURCE):
+        auto = sql.SQL("count(*) FILTER (WHERE t.{} = %(auto)s)").format(sql.Identifier(SOURCE))
+    else:
+        auto = sql.SQL("0")
+    statement = sql.SQL(
+        """
+        SELECT count(*), count(t.{key}), {auto},
+               COALESCE(array_agg(s.{pos} ORDER BY s.{pos}) FILTER (WHERE t.{key} IS NULL), '{{}}')
+          FROM {stage} s
+          LEFT JOIN {target} t ON t.{key} = s.{skey}
+        """
+    ).format(
+        key=sql.Identifier(key),
+        auto=auto,
+        pos=sql.Identifier(POSITION_COLUMN),
+        stage=sql.Identifier(stage),
+        target=table_ref(info.schema, info.table),
+        skey=sql.Identifier(KEY_COLUMN),
+    )
+    total, covered, auto_count, missing = conn.execute(statement, {"auto": AUTO_DERIVED}).fetchone()
+    return CoverageCounts(total=total, covered=covered, auto_derived=auto_count, missing_positions=list(missing))
+
+
+def source_counts(conn: psycopg.Connection, info: TableInfo) -> tuple[int, int]:
+    """``(all rows, auto-derived rows)`` of a reference table, in one aggregate query.
+
+    :param conn: a warehouse connection.
+    :param info: the reference table's catalog entry (a table without ``_source`` has no auto-derived rows).
+    """
+    if info.has_column(SOURCE):
+        auto = sql.SQL("count(*) FILTER (WHERE {} = %(auto)s)").format(sql.Identifier(SOURCE))
+    else:
+        auto = sql.SQL("0")
+    statement = sql.SQL("SELECT count(*), {} FROM {}").format(auto, table_ref(info.schema, info.table))
+    total, auto_count = conn.execute(statement, {"auto": AUTO_DERIVED}).fetchone()
+    return total, auto_count

@@ -1,0 +1,92 @@
+"""Business-schema reference tables with Chinese identifiers, and the shipped FK config pointed at them.
+
+Used by the coverage/backfill service, operator and DAG tests: each test creates the tables in its own
+schema (``pg_schema``) and re-targets the shipped ``config/foreign_keys.yml`` at that schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import yaml
+from psycopg import sql
+
+from airflow_provider_refdata.config import ForeignKeyConfig, load_fk_configs
+from tests.conftest import REPO_ROOT
+
+DOMAIN = "annuity_performance"
+PLAN, PORTFOLIO, ORG, PRODUCT = "年金计划", "组合计划", "组织架构", "产品线"
+
+_TRACKING = """,
+    _source varchar(20) NOT NULL DEFAULT 'authoritative',
+    _needs_review boolean NOT NULL DEFAULT false,
+    _derived_from_domain varchar(64),
+    _derived_at timestamptz"""
+
+
+def create_business_tables(conn: psycopg.Connection, schema: str, *, org_tracking: bool = True) -> None:
+    """Create plan, portfolio (real FK to plan), organization and product-line tables in ``schema``."""
+    s = sql.Identifier(schema)
+    tracking = sql.SQL(_TRACKING)
+    org_tracking_sql = tracking if org_tracking else sql.SQL("")
+    statements = [
+        sql.SQL(
+            "CREATE TABLE {}.{} (年金计划号 varchar(32) PRIMARY KEY, 计划名称 varchar(200), 计划类型 varchar(50), "
+            "客户名称 varchar(200), 主拓代码 varchar(32), 主拓机构 varchar(100), 管理资格 varchar(200){})"
+        ).format(s, sql.Identifier(PLAN), tracking),
+        sql.SQL(
+            "CREATE TABLE {}.{} (组合代码 varchar(32) PRIMARY KEY, 组合名称 varchar(200), 组合类型 varchar(50), "
+            "年金计划号 varchar(32) REFERENCES {}.{} (年金计划号){})"
+        ).format(s, sql.Identifier(PORTFOLIO), s, sql.Identifier(PLAN), tracking),
+        sql.SQL("CREATE TABLE {}.{} (机构代码 varchar(32) PRIMARY KEY, 机构名称 varchar(200){})").format(
+            s, sql.Identifier(ORG), org_tracking_sql
+        ),
+        sql.SQL("CREATE TABLE {}.{} (产品线代码 varchar(32) PRIMARY KEY, 产品线名称 varchar(200){})").format(
+            s, sql.Identifier(PRODUCT), tracking
+        ),
+    ]
+    with conn.transaction():
+        for statement in statements:
+            conn.execute(statement)
+
+
+def fk_configs(schema: str, domain: str = DOMAIN) -> list[ForeignKeyConfig]:
+    """The shipped domain's FK configurations, re-targeted at ``schema``."""
+    configs = load_fk_configs(REPO_ROOT / "config" / "foreign_keys.yml", domain)
+    return [fk.model_copy(update={"target_schema": schema}) for fk in configs]
+
+
+def write_fk_yaml(path: Path, schema: str) -> Path:
+    """A copy of the shipped foreign_keys.yml whose target_schema is ``schema`` everywhere."""
+    data = yaml.safe_load((REPO_ROOT / "config" / "foreign_keys.yml").read_text(encoding="utf-8"))
+    for domain in data["domains"].values():
+        for fk in domain["foreign_keys"]:
+            fk["target_schema"] = schema
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def rows(conn: psycopg.Connection, schema: str, table: str, order_by: str) -> list[tuple]:
+    """Every row of the table as text (byte-for-byte comparable), with xmin (proves a row was not rewritten)."""
+    with conn.transaction():
+        return conn.execute(
+            sql.SQL("SELECT t::text, t.xmin::text FROM {}.{} t ORDER BY {}").format(
+                sql.Identifier(schema), sql.Identifier(table), sql.Identifier(order_by)
+            )
+        ).fetchall()
+
+
+def insert(conn: psycopg.Connection, schema: str, table: str, records: list[dict]) -> None:
+    """Insert dict rows (column → value) into ``schema.table`` and commit."""
+    with conn.transaction():
+        for record in records:
+            conn.execute(
+                sql.SQL("INSERT INTO {}.{} ({}) VALUES ({})").format(
+                    sql.Identifier(schema),
+                    sql.Identifier(table),
+                    sql.SQL(", ").join(sql.Identifier(c) for c in record),
+                    sql.SQL(", ").join(sql.Placeholder() for _ in record),
+                ),
+                list(record.values()),
+            )

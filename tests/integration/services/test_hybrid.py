@@ -1,0 +1,435 @@
+"""HybridReferenceService against the real PostgreSQL: coverage, selective backfill, ratios, degradation."""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import psycopg
+import pytest
+from psycopg import sql
+
+from airflow_provider_refdata import HybridReferenceService, HybridResult, SyncResult
+from tests.integration.refdata_business_tables import (
+    DOMAIN,
+    ORG,
+    PLAN,
+    PORTFOLIO,
+    PRODUCT,
+    create_business_tables,
+    fk_configs,
+    insert,
+    rows,
+)
+
+
+def _plan_only_configs(schema: str):
+    return [fk for fk in fk_configs(schema) if fk.name == "fk_plan"]
+
+
+def _facts(codes: list) -> pd.DataFrame:
+    n = len(codes)
+    return pd.DataFrame(
+        {
+            "计划代码": codes,
+            "计划名称": [f"计划{i}" for i in range(n)],
+            "计划类型": ["单一计划"] * n,
+            "客户名称": ["客户"] * n,
+            "主拓代码": ["G01"] * n,
+            "主拓机构": ["北京"] * n,
+            "期末资产规模": [100.0] * n,
+            "业务类型": ["企年受托"] * n,
+        }
+    )
+
+
+def _select(conn, schema: str, table: str, columns: str, where: str = "TRUE") -> list[tuple]:
+    with conn.transaction():
+        return conn.execute(
+            sql.SQL("SELECT {} FROM {}.{} WHERE {} ORDER BY 1").format(
+                sql.SQL(columns), sql.Identifier(schema), sql.Identifier(table), sql.SQL(where)
+            )
+        ).fetchall()
+
+
+def test_coverage_example_backfills_only_missing_and_is_idempotent(pg_conn, pg_schema):
+    create_business_tables(pg_conn, pg_schema)
+    insert(pg_conn, pg_schema, PLAN, [{"年金计划号": "A", "计划名称": "权威计划", "计划类型": "集合计划"}])
+    before_a = rows(pg_conn, pg_schema, PLAN, "年金计划号")
+    df = _facts(["A", "B", "C", "B", "", None, "  "])
+    service = HybridReferenceService()
+
+    result = service.ensure_references(DOMAIN, df, _plan_only_configs(pg_schema), pg_conn)
+
+    assert isinstance(result, HybridResult)
+    (metrics,) = result.coverage_metrics
+    assert (metrics.total_fk_values, metrics.covered_values, metrics.missing_values, metrics.blank_rows) == (3, 1, 2, 3)
+    assert (metrics.authoritative_values, metrics.auto_derived_values) == (1, 0)
+    assert metrics.coverage_rate == pytest.approx(1 / 3)
+    assert result.backfill_count == 2 and not result.degraded_mode
+    assert result.pre_load_coverage == pytest.approx(1 / 3)
+    derived = _select(
+        pg_conn,
+        pg_schema,
+        PLAN,
+        "年金计划号, 计划名称, _source, _needs_review, _derived_from_domain, _derived_at IS NOT NULL",
+        "_source = 'auto_derived'",
+    )
+    # B's name comes from its first fact row (index 1), C's from index 2.
+    assert derived == [
+        ("B", "计划1", "auto_derived", True, DOMAIN, True),
+        ("C", "计划2", "auto_derived", True, DOMAIN, True),
+    ]
+    after_first = rows(pg_conn, pg_schema, PLAN, "年金计划号")
+    assert after_first[0] == before_a[0]  # A: same text and same xmin, i.e. never rewritten
+
+    again = service.ensure_references(DOMAIN, df, _plan_only_configs(pg_schema), pg_conn)
+
+    assert again.backfill_count == 0
+    assert again.backfill_result.tables[0].skipped == 3
+    assert again.coverage_metrics[0].covered_values == 3
+    assert again.coverage_metrics[0].auto_derived_values == 2
+    assert rows(pg_conn, pg_schema, PLAN, "年金计划号") == after_first
+    assert pg_conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+
+
+def test_full_domain_parents_first_with_real_fk_and_run_log(pg_conn, pg_schema):
+    create_business_tables(pg_conn, pg_schema, org_tracking=False)
+    insert(pg_conn, pg_schema, ORG, [{"机构代码": "G01", "机构名称": "北京分公司"}])
+    df = pd.DataFrame(
+        {
+            "月度": ["202406"] * 4,
+            "计划代码": ["P9", "P9", 1001.0, None],
+            "计划名称": ["新计划", "新计划", "数字计划", None],
+            "计划类型": ["单一计划"] * 4,
+            "客户名称": ["客户甲", "客户甲", "客户乙", None],
+            "组合代码": ["Q9", "Q8", "Q7", None],
+            "组合名称": ["组合九", "组合八", "组合七", None],
+            "组合类型": ["固收"] * 4,
+            "机构代码": ["G01", "(空白)", " G02 ", "G02"],
+            "机构名称": ["北京", "?", "上海", "上海分公司"],
+            "产品线代码": ["PL1", "PL1", "PL2", "PL2"],
+            "业务类型": ["企年受托", "企年投资", "企年受托", None],
+            "期末资产规模": ["1,000", "2000", None, None],
+            "主拓代码": ["G01", "G02", "G03", None],
+            "主拓机构": ["北京", "上海", "广州", None],
+        }
+    )
+    configs = fk_configs(pg_schema)
+    # Children first on purpose: depends_on must still put the plan first.
+    configs = [configs[1], configs[0], *configs[2:]]
+
+    result = HybridReferenceService().ensure_references(DOMAIN, df, configs, pg_conn)
+
+    assert not result.degraded_mode, result.degradation_reason
+    assert result.backfill_result.processing_order == ["fk_plan", "fk_portfolio", "fk_organization", "fk_product_line"]
+    assert result.backfill_count == 2 + 3 + 1 + 2
+    assert _select(pg_conn, pg_schema, PLAN, "年金计划号, 计划名称, 主拓代码, 主拓机构, 管理资格") == [
+        ("1001", "数字计划", "G03", "广州", "企年受托"),
+        ("P9", "新计划", "G02", "上海", "企年受托+企年投资"),
+    ]
+    assert _select(pg_conn, pg_schema, PORTFOLIO, "组合代码, 年金计划号") == [
+        ("Q7", "1001"),
+        ("Q8", "P9"),
+        ("Q9", "P9"),
+    ]
+    org = next(m for m in result.coverage_metrics if m.fk_name == "fk_organization")
+    assert (org.total_fk_values, org.covered_values, org.blank_rows) == (2, 1, 1)  # "(空白)" is blank
+    # the organization table lacked the tracking columns: added, existing row authoritative
+    assert _select(pg_conn, pg_schema, ORG, "机构代码, 机构名称, _source, _needs_review") == [
+        ("G01", "北京分公司", "authoritative", False),
+        ("G02", "上海", "auto_derived", True),
+    ]
+    assert _select(pg_conn, pg_schema, PRODUCT, "产品线名称") == [("待确认产品线 PL1",), ("待确认产品线 PL2",)]
+    assert result.per_table_ratio[f"{pg_schema}.{ORG}"] == 0.5
+    assert result.total_auto_derived == 8 and result.total_authoritative == 1
+    with pg_conn.transaction():
+        logged = pg_conn.execute(
+            "SELECT run_type, status, result FROM refdata.run_log WHERE subject = %s AND result::text LIKE %s",
+            (DOMAIN, f"%{pg_schema}%"),
+        ).fetchall()
+    assert len(logged) == 1
+    run_type, status, payload = logged[0]
+    assert (run_type, status) == ("ensure_references", "success")
+    assert HybridResult.model_validate(payload) == result
+
+
+def test_ratios_thresholds_and_per_table_override(pg_conn, pg_schema):
+    create_business_tables(pg_conn, pg_schema)
+    for table, key in ((ORG, "机构代码"), (PRODUCT, "产品线代码")):
+        insert(pg_conn, pg_schema, table, [{key: f"A{i:02d}"} for i in range(15)])
+        insert(
+            pg_conn,
+            pg_schema,
+            table,
+            [{key: f"D{i:02d}", "_source": "auto_derived", "_needs_review": True} for i in range(5)],
+        )
+    configs = [fk for fk in fk_configs(pg_schema) if fk.name in ("fk_organization", "fk_product_line")]
+    df = pd.DataFrame({"机构代码": ["A00", "D00"], "机构名称": ["x", "y"], "产品线代码": ["A01", "A02"]})
+    org, product = f"{pg_schema}.{ORG}", f"{pg_schema}.{PRODUCT}"
+
+    at_threshold = HybridReferenceService(auto_derived_threshold=0.25).ensure_references(DOMAIN, df, configs, pg_conn)
+    assert at_threshold.auto_derived_ratio == 0.25
+    assert at_threshold.per_table_ratio == {org: 0.25, product: 0.25}
+    assert (at_threshold.total_auto_derived, at_threshold.total_authoritative) == (10, 30)
+    assert at_threshold.threshold_warnings == []
+    assert at_threshold.backfill_count == 0
+
+    above = HybridReferenceService().ensure_references(DOMAIN, df, configs, pg_conn, auto_derived_threshold=0.2)
+    assert len(above.threshold_warnings) == 3
+    assert above.threshold_warnings[0].startswith("overall")
+
+    by_table = HybridReferenceService(table_thresholds={org: 0.3}).ensure_references(
+        DOMAIN, df, configs, pg_conn, auto_derived_threshold=0.2
+    )
+    assert [w.split(":")[0] for w in by_table.threshold_warnings] == ["overall", product]
+
+    by_fk_name = HybridReferenceService(auto_derived_threshold=0.2, table_thresholds={"fk_product_line": 0.5})
+    assert [w.split(":")[0] for w in by_fk_name.ensure_references(DOMAIN, df, configs, pg_conn).threshold_warnings] == [
+        "overall",
+        org,
+    ]
+
+
+def test_missing_table_and_failing_insert_degrade_without_poisoning(pg_conn, pg_schema):
+    create_business_tables(pg_conn, pg_schema)
+    with pg_conn.transaction():
+        pg_conn.execute(sql.SQL("DROP TABLE {}.{}").format(sql.Identifier(pg_schema), sql.Identifier(ORG)))
+        # Every auto-derived product-line name starts with 待确认: this constraint makes its insert fail.
+        pg_conn.execute(
+            sql.SQL("ALTER TABLE {}.{} ADD CONSTRAINT no_placeholder CHECK (产品线名称 NOT LIKE '待确认%%')").format(
+                sql.Identifier(pg_schema), sql.Identifier(PRODUCT)
+            )
+        )
+    df = pd.DataFrame(
+        {
+            "计划代码": ["P1"],
+            "计划名称": ["计划一"],
+            "计划类型": ["单一"],
+            "客户名称": ["客户"],
+            "主拓代码": ["G1"],
+            "主拓机构": ["北京"],
+            "期末资产规模": [1.0],
+            "业务类型": ["受托"],
+            "组合代码": ["Q1"],
+            "组合名称": ["组合一"],
+            "组合类型": ["固收"],
+            "机构代码": ["G1"],
+            "机构名称": ["北京"],
+            "产品线代码": ["PL9"],
+        }
+    )
+    # The caller has an open transaction: our per-table units become savepoints inside it.
+    pg_conn.execute("SELECT 1")
+
+    result = HybridReferenceService().ensure_references(DOMAIN, df, fk_configs(pg_schema), pg_conn)
+
+    assert result.degraded_mode
+    reason = result.degradation_reason
+    assert f"{pg_schema}.{ORG} (fk_organization)" in reason and "does not exist" in reason
+    assert f"{pg_schema}.{PRODUCT} (fk_product_line)" in reason and "no_placeholder" in reason
+    by_fk = {m.fk_name: m for m in result.coverage_metrics}
+    assert by_fk["fk_organization"].error and by_fk["fk_product_line"].error
+    assert by_fk["fk_plan"].error is None and by_fk["fk_portfolio"].error is None
+    assert result.backfill_count == 2
+    assert result.tables_processed == 2
+    # The caller's transaction is alive, not aborted; after its commit the good tables' rows are there.
+    assert pg_conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+    pg_conn.commit()
+    assert _select(pg_conn, pg_schema, PORTFOLIO, "组合代码, 年金计划号") == [("Q1", "P1")]
+    assert _select(pg_conn, pg_schema, PRODUCT, "count(*)") == [(0,)]
+
+
+def test_missing_required_fact_column_is_reported_per_table(pg_conn, pg_schema):
+    create_business_tables(pg_conn, pg_schema)
+    df = pd.DataFrame({"计划代码": ["P1"], "计划名称": ["计划一"], "产品线代码": ["PL1"]})
+    configs = [fk for fk in fk_configs(pg_schema) if fk.name in ("fk_plan", "fk_product_line")]
+
+    result = HybridReferenceService().ensure_references(DOMAIN, df, configs, pg_conn)
+
+    assert result.degraded_mode
+    assert "fk_plan" in result.degradation_reason and "'计划类型'" in result.degradation_reason
+    assert _select(pg_conn, pg_schema, PRODUCT, "产品线代码") == [("PL1",)]
+    assert _select(pg_conn, pg_schema, PLAN, "count(*)") == [(0,)]
+
+
+def test_plan_only_writes_nothing(pg_conn, pg_schema):
+    create_business_tables(pg_conn, pg_schema, org_tracking=False)
+    insert(pg_conn, pg_schema, ORG, [{"机构代码": "G1", "机构名称": "北京"}])
+    df = pd.DataFrame({"机构代码": ["G1", "G2", "G3"], "机构名称": ["a", "b", "c"]})
+    configs = [fk for fk in fk_configs(pg_schema) if fk.name == "fk_organization"]
+    with pg_conn.transaction():
+        pg_conn.execute("CREATE SCHEMA IF NOT EXISTS refdata")  # so counting run_log rows works either way
+    before = rows(pg_conn, pg_schema, ORG, "机构代码")
+
+    result = HybridReferenceService().ensure_references(DOMAIN, df, configs, pg_conn, plan_only=True)
+
+    assert result.plan_only and result.backfill_result.plan_only
+    assert result.backfill_count == 2
+    assert result.backfill_result.tables[0].inserted == 2
+    assert result.per_table_ratio == {f"{pg_schema}.{ORG}": pytest.approx(2 / 3, abs=1e-6)}
+    assert rows(pg_conn, pg_schema, ORG, "机构代码") == before
+    columns = _select(
+        pg_conn, "pg_catalog", "pg_attribute", "count(*)", f"attrelid = '{pg_schema}.{ORG}'::regclass AND attnum > 0"
+    )
+    assert columns == [(2,)]  # tracking columns were not added either
+
+
+def test_skip_tables(pg_conn, pg_schema):
+    create_business_tables(pg_conn, pg_schema)
+    df = pd.DataFrame({"机构代码": ["G1"], "机构名称": ["北京"], "产品线代码": ["PL1"]})
+    configs = [fk for fk in fk_configs(pg_schema) if fk.name in ("fk_organization", "fk_product_line")]
+
+    result = HybridReferenceService().ensure_references(
+        DOMAIN, df, configs, pg_conn, skip_tables=[f"{pg_schema}.{PRODUCT}"]
+    )
+
+    assert [m.skipped_reason for m in result.coverage_metrics] == [None, "skipped by skip_tables"]
+    assert result.backfill_count == 1
+    assert _select(pg_conn, pg_schema, PRODUCT, "count(*)") == [(0,)]
+    assert list(result.per_table_ratio) == [f"{pg_schema}.{ORG}"]
+
+
+def test_coverage_only_measures_without_backfill(pg_conn, pg_schema):
+    create_business_tables(pg_conn, pg_schema)
+    insert(pg_conn, pg_schema, ORG, [{"机构代码": "G1"}, {"机构代码": "G2", "_source": "auto_derived"}])
+    df = pd.DataFrame({"机构代码": ["G1", "G2", "G3"], "机构名称": ["a", "b", "c"]})
+    configs = [fk for fk in fk_configs(pg_schema) if fk.name == "fk_organization"]
+
+    result = HybridReferenceService().check_coverage(DOMAIN, df, configs, pg_conn)
+
+    (m,) = result.coverage_metrics
+    assert (m.total_fk_values, m.covered_values, m.missing_values, m.authoritative_values, m.auto_derived_values) == (
+        3,
+        2,
+        1,
+        1,
+        1,
+    )
+    assert result.backfill_result is None and result.backfill_count == 0
+    assert result.auto_derived_ratio == 0.5
+    assert _select(pg_conn, pg_schema, ORG, "count(*)") == [(2,)]
+
+
+class _FakeSync:
+    """Stand-in for the sync service: inserts one authoritative row, or raises."""
+
+    def __init__(self, schema: str, fail: bool = False) -> None:
+        self.schema, self.fail, self.calls = schema, fail, 0
+
+    def sync_all(self, conn=None, **_kwargs):
+        self.calls += 1
+        if self.fail:
+            conn.execute("SELECT 1/0")  # leaves the connection in an aborted transaction, then raises
+        insert(conn, self.schema, ORG, [{"机构代码": "G2", "机构名称": "权威上海"}])
+        table = f"{self.schema}.{ORG}"
+        return [SyncResult(table=table, source_type="config_file", sync_mode="upsert", rows_inserted=1)]
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_pre_load(pg_conn, pg_schema, fail):
+    create_business_tables(pg_conn, pg_schema)
+    df = pd.DataFrame({"机构代码": ["G1", "G2"], "机构名称": ["北京", "上海"]})
+    configs = [fk for fk in fk_configs(pg_schema) if fk.name == "fk_organization"]
+    sync = _FakeSync(pg_schema, fail=fail)
+
+    result = HybridReferenceService(sync_service=sync).ensure_references(DOMAIN, df, configs, pg_conn)
+
+    assert sync.calls == 1
+    assert result.pre_load_available is not fail
+    assert result.degraded_mode is fail
+    expected_g2 = ("G2", "上海", "auto_derived") if fail else ("G2", "权威上海", "authoritative")
+    assert _select(pg_conn, pg_schema, ORG, "机构代码, 机构名称, _source") == [
+        ("G1", "北京", "auto_derived"),
+        expected_g2,
+    ]
+    if fail:
+        assert result.degradation_reason.startswith("pre-load: DivisionByZero")
+
+
+def test_accepts_sqlalchemy_engine_and_connection(pg_server, pg_schema):
+    from sqlalchemy import create_engine
+
+    with psycopg.connect(pg_server) as conn:
+        create_business_tables(conn, pg_schema)
+    engine = create_engine(pg_server.replace("postgresql://", "postgresql+psycopg://", 1))
+    configs = [fk for fk in fk_configs(pg_schema) if fk.name == "fk_organization"]
+    try:
+        first = HybridReferenceService().ensure_references(
+            DOMAIN, pd.DataFrame({"机构代码": ["E1"], "机构名称": ["x"]}), configs, engine
+        )
+        with engine.connect() as sa_conn:
+            second = HybridReferenceService().ensure_references(
+                DOMAIN, pd.DataFrame({"机构代码": ["E1", "E2"], "机构名称": ["x", "y"]}), configs, sa_conn
+            )
+            sa_conn.commit()
+    finally:
+        engine.dispose()
+    assert (first.backfill_count, second.backfill_count) == (1, 1)
+    with psycopg.connect(pg_server) as conn:
+        assert _select(conn, pg_schema, ORG, "机构代码") == [("E1",), ("E2",)]
+
+
+def test_eight_concurrent_calls_on_overlapping_keys(pg_server, pg_schema):
+    with psycopg.connect(pg_server) as conn:
+        create_business_tables(conn, pg_schema, org_tracking=False)
+        insert(conn, pg_schema, PLAN, [{"年金计划号": f"P{i:03d}"} for i in range(0, 40, 2)])  # evens exist
+    configs = fk_configs(pg_schema)
+    callers = 8
+    frames = []
+    for c in range(callers):
+        codes = [f"P{i:03d}" for i in range(c * 5, c * 5 + 40)]  # overlapping windows, odd ones are new
+        frames.append(
+            pd.DataFrame(
+                {
+                    "计划代码": codes,
+                    "计划名称": codes,
+                    "计划类型": "t",
+                    "客户名称": "c",
+                    "主拓代码": "G",
+                    "主拓机构": "g",
+                    "期末资产规模": 1,
+                    "业务类型": "b",
+                    "组合代码": [f"Q{x}" for x in codes],
+                    "组合名称": "n",
+                    "组合类型": "t",
+                    "机构代码": [f"G{i % 7}" for i in range(40)],
+                    "机构名称": "o",
+                    "产品线代码": ["PL1", "PL2"] * 20,
+                }
+            )
+        )
+    results: list[HybridResult | BaseException] = [None] * callers  # type: ignore[list-item]
+    barrier = threading.Barrier(callers)
+
+    def call(i: int) -> None:
+        try:
+            with psycopg.connect(pg_server) as conn:
+                barrier.wait()
+                results[i] = HybridReferenceService().ensure_references(f"domain{i}", frames[i], configs, conn)
+        except BaseException as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+
+    assert all(isinstance(r, HybridResult) for r in results), results
+    assert not any(r.degraded_mode for r in results), [r.degradation_reason for r in results]
+    all_codes = {c for f in frames for c in f["计划代码"]}
+    new_plans = {c for c in all_codes if int(c[1:]) % 2 == 1 or int(c[1:]) >= 40}
+    expected_inserted = {
+        "fk_plan": len(new_plans),
+        "fk_portfolio": len(all_codes),
+        "fk_organization": 7,
+        "fk_product_line": 2,
+    }
+    for name, expected in expected_inserted.items():
+        inserted = sum(t.inserted for r in results for t in r.backfill_result.tables if t.fk_name == name)
+        assert inserted == expected, name
+    with psycopg.connect(pg_server) as conn:
+        assert _select(conn, pg_schema, PLAN, "count(*), count(DISTINCT 年金计划号)") == [(len(all_codes),) * 2]
+        assert _select(conn, pg_schema, PORTFOLIO, "count(*)") == [(len(all_codes),)]
+        assert _select(conn, pg_schema, ORG, "count(*)") == [(7,)]
