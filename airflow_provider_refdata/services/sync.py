@@ -1,0 +1,528 @@
+"""ReferenceSyncService: make PostgreSQL reference tables equal their authoritative sources (no Airflow).
+
+Per table, in **one** transaction under an advisory lock on the target table (two syncs of the same table
+serialize; different tables run independently):
+
+1. add missing tracking columns (idempotent), read the watermark from ``refdata.sync_state``;
+2. stream the source into a ``TEMP`` stage with COPY (string columns as ``text``, other columns in the
+   target's types).  Transient source errors are retried with exponential backoff (tenacity); each attempt
+   starts from an empty stage (savepoint), and ``SyncResult.attempts`` counts them;
+3. check the stage set-based: a duplicated key fails the table naming the key(s);
+4. merge: empty target → one ``INSERT … SELECT``; otherwise promote auto-derived rows the stage covers, then
+   ``INSERT … ON CONFLICT DO UPDATE`` of new and *changed* rows only; ``delete_insert`` then deletes
+   authoritative rows absent from the stage (auto-derived ones stay; a foreign key still needing a row
+   fails the table).  A value longer than its ``varchar(n)`` column fails the table, naming the key and
+   column (we chose "the table fails and rolls back" over "reject the row": a partial authoritative table
+   is worse than yesterday's complete one);
+5. write the new watermark (max ``updated_at`` staged) to ``refdata.sync_state`` and the result to
+   ``refdata.run_log``, then commit.
+
+Any failure rolls the whole table back (rows and watermark exactly as before) and is then recorded in
+``run_log``/``sync_state`` in a separate small transaction that keeps the old watermark.  A skipped table
+(missing file, wrong ``schema_version``, empty source in ``delete_insert``) changes nothing.
+``plan_only=True`` runs the very same statements and rolls them back, so its counts are exactly those of a
+real run, and nothing (not even a run-log row) is written.
+
+Counts are exact, from the statements: ``rows_read`` = rows staged; ``rows_inserted`` new keys;
+``rows_updated`` existing rows rewritten (including ``rows_promoted``, the auto-derived rows made
+authoritative); ``rows_unchanged`` = read - inserted - updated; ``rows_deleted`` (``delete_insert`` only).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from airflow_provider_refdata.exceptions import RefdataConfigError, RefdataError, RefdataSyncError
+from airflow_provider_refdata.results import SyncResult
+from airflow_provider_refdata.services.sources import (
+    UPDATED_AT_COLUMN,
+    ReferenceSource,
+    SourceRead,
+    SourceSkipped,
+    SourceUnavailableError,
+)
+from airflow_provider_refdata.warehouse import merge
+from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
+from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
+from airflow_provider_refdata.warehouse.staging import create_stage
+from airflow_provider_refdata.warehouse.state import (
+    ensure_state_tables,
+    lock_name,
+    read_watermark,
+    write_run_log,
+    write_sync_state,
+)
+from airflow_provider_refdata.warehouse.tracking import TRACKING_COLUMN_NAMES, ensure_tracking_columns
+
+logger = logging.getLogger(__name__)
+
+RUN_TYPE = "reference_sync"
+STAGE_NAME = "_refdata_sync_stage"
+DEFAULT_BATCH_SIZE = 5000
+
+
+class _Skip(Exception):  # internal control flow
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class ReferenceSyncService:
+    """Sync reference tables from their authoritative sources into PostgreSQL.
+
+    :param config: default configuration for :meth:`sync_all` (a ``ReferenceSyncConfig``).
+    :param sources: default sources for :meth:`sync_all`, by ``source_type`` (``legacy_mysql``,
+        ``config_file``); any object with the :class:`~.sources.ReferenceSource` ``stream`` method.
+    :param retry_attempts: attempts per table for transient source errors (default 3).
+    :param retry_wait_seconds: wait before the 2nd attempt; doubles each time (2 s → 4 s → 8 s).
+    :param retry_max_wait_seconds: upper bound of one wait.
+    :param sleep: the sleep function between attempts (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        config: Any | None = None,
+        sources: Mapping[str, ReferenceSource] | None = None,
+        *,
+        retry_attempts: int = 3,
+        retry_wait_seconds: float = 2.0,
+        retry_max_wait_seconds: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if retry_attempts < 1:
+            raise ValueError("retry_attempts must be at least 1")
+        self.config = config
+        self.sources = dict(sources) if sources is not None else None
+        self.retry_attempts = retry_attempts
+        self.retry_wait_seconds = retry_wait_seconds
+        self.retry_max_wait_seconds = retry_max_wait_seconds
+        self._sleep = sleep
+
+    # ------------------------------------------------------------------------------------------------------
+    # public API
+    # ------------------------------------------------------------------------------------------------------
+
+    def sync_all(
+        self,
+        config_or_tables: Any | None = None,
+        sources: Mapping[str, ReferenceSource] | None = None,
+        conn: WarehouseLike = None,
+        *,
+        plan_only: bool = False,
+        force_full: bool = False,
+        tables: Iterable[str] | None = None,
+    ) -> list[SyncResult]:
+        """Sync every enabled table (or those named in ``tables``) in configuration order.
+
+        One failing table never stops the others: its ``SyncResult.error`` says why.
+
+        :param config_or_tables: a ``ReferenceSyncConfig`` or a list of ``SyncTableConfig``; default: the
+            constructor's ``config``.  A disabled configuration syncs nothing and returns ``[]``.
+        :param sources: sources by ``source_type``; default: the constructor's ``sources``.
+        :param conn: the warehouse (psycopg connection, ``PostgresHook``, SQLAlchemy connection/engine, DSN).
+        :param plan_only: compute the counts, write nothing.
+        :param force_full: ignore watermarks and read every source row.
+        :param tables: names of the table entries to sync (default: all enabled ones); unknown names raise
+            :class:`RefdataConfigError`.
+        """
+        config_or_tables = self.config if config_or_tables is None else config_or_tables
+        sources = self.sources if sources is None else sources
+        if config_or_tables is None:
+            raise RefdataConfigError("no sync configuration given (neither to sync_all nor to the constructor)")
+        if conn is None:
+            raise RefdataError("sync_all needs the warehouse connection (conn)")
+        entries, batch_size_of = self._entries(config_or_tables, tables)
+        if not entries:
+            return []
+        results: list[SyncResult] = []
+        with warehouse_connection(conn) as pg:
+            for entry in entries:
+                source = (sources or {}).get(entry.source_type)
+                results.append(
+                    self.sync_table(
+                        entry,
+                        source,
+                        pg,
+                        plan_only=plan_only,
+                        force_full=force_full,
+                        batch_size=batch_size_of(entry),
+                    )
+                )
+        return results
+
+    def sync_table(
+        self,
+        table_config: Any,
+        source: ReferenceSource | None,
+        conn: WarehouseLike,
+        *,
+        plan_only: bool = False,
+        force_full: bool = False,
+        batch_size: int | None = None,
+    ) -> SyncResult:
+        """Sync one table in its own transaction; never raises for a table-level failure.
+
+        :param table_config: the table's ``SyncTableConfig``.
+        :param source: the source for its ``source_type``.
+        :param conn: the warehouse.
+        :param plan_only: compute the counts, write nothing.
+        :param force_full: ignore the watermark.
+        :param batch_size: rows per source batch (default: the table's ``batch_size`` or 5000).
+        """
+        result = SyncResult(
+            table=table_config.qualified_table,
+            source_type=table_config.source_type,
+            sync_mode=table_config.sync_mode,
+            plan_only=plan_only,
+        )
+        started_at = datetime.now(UTC)
+        t0 = time.perf_counter()
+        batch_size = batch_size or table_config.batch_size or DEFAULT_BATCH_SIZE
+        with warehouse_connection(conn) as pg:
+            try:
+                if source is None:
+                    raise RefdataSyncError(
+                        f"no source configured for source_type {table_config.source_type!r}",
+                        table=result.table,
+                    )
+                if not plan_only:
+                    _ensure_state_tables(pg)
+                self._run(pg, table_config, source, result, plan_only, force_full, batch_size)
+                status = "planned" if plan_only else "success"
+            except _Skip as skip:
+                result.skipped_reason = skip.reason
+                status = "skipped"
+            except Exception as exc:  # one table's failure must not stop the others
+                _rollback_if_broken(pg)
+                result.error = _describe_error(exc, result.table)
+                status = "failed"
+            result.duration_seconds = round(time.perf_counter() - t0, 3)
+            if status in ("failed", "skipped") and not plan_only:
+                self._record_outcome(pg, result, status, started_at)
+        log = logger.warning if status == "failed" else logger.info
+        log(
+            "Sync %s: %s (read %s, inserted %s, updated %s, unchanged %s, deleted %s, promoted %s, attempts %s) %s",
+            result.table,
+            status,
+            result.rows_read,
+            result.rows_inserted,
+            result.rows_updated,
+            result.rows_unchanged,
+            result.rows_deleted,
+            result.rows_promoted,
+            result.attempts,
+            result.error or result.skipped_reason or "",
+        )
+        return result
+
+    # ------------------------------------------------------------------------------------------------------
+    # one table
+    # ------------------------------------------------------------------------------------------------------
+
+    def _run(
+        self,
+        pg: psycopg.Connection,
+        cfg: Any,
+        source: ReferenceSource,
+        result: SyncResult,
+        plan_only: bool,
+        force_full: bool,
+        batch_size: int,
+    ) -> None:
+        name = result.table
+        key = list(cfg.primary_key)
+        incremental = getattr(cfg.source_config, "incremental", None)
+        started_at = datetime.now(UTC)
+        with pg.transaction():
+            lock_name(pg, name)
+            info = table_info(pg, cfg.target_schema, cfg.target_table)
+            if info is None:
+                raise RefdataSyncError(f"target table {name} does not exist", table=name)
+            missing_key = [k for k in key if k not in info.columns]
+            if missing_key:
+                raise RefdataSyncError(f"target table {name} has no key column(s) {', '.join(missing_key)}", table=name)
+            ensure_tracking_columns(pg, cfg.target_schema, cfg.target_table)
+            result.watermark_before = _read_watermark(pg, name)
+            since = None
+            if incremental is not None and result.watermark_before is not None and not force_full:
+                since = result.watermark_before - timedelta(seconds=incremental.lookback_seconds)
+            columns = self._fill_stage(pg, cfg, source, info, result, since, batch_size)
+            data_columns = [c for c in columns if c != UPDATED_AT_COLUMN]
+            if result.rows_read == 0 and cfg.sync_mode == "delete_insert":
+                raise _Skip("the source returned no rows; delete_insert would empty the table, nothing changed")
+            self._check_stage(pg, info, data_columns, key)
+            self._merge(pg, cfg, info, data_columns, key, result)
+            if UPDATED_AT_COLUMN in columns and result.rows_read:
+                seen = pg.execute(
+                    sql.SQL("SELECT max({}) FROM {}").format(
+                        sql.Identifier(UPDATED_AT_COLUMN), sql.Identifier(STAGE_NAME)
+                    )
+                ).fetchone()[0]
+                result.watermark_after = seen if seen is not None else result.watermark_before
+            else:
+                result.watermark_after = result.watermark_before
+            result.duration_seconds = round((datetime.now(UTC) - started_at).total_seconds(), 3)
+            if plan_only:
+                # Same statements, same counts; the rollback makes sure nothing is kept.
+                raise psycopg.Rollback()
+            write_sync_state(pg, name, status="success", watermark=result.watermark_after, counts=result.model_dump())
+            write_run_log(
+                pg,
+                run_type=RUN_TYPE,
+                subject=name,
+                status="success",
+                started_at=started_at,
+                result=result.model_dump(mode="json"),
+            )
+
+    def _fill_stage(
+        self,
+        pg: psycopg.Connection,
+        cfg: Any,
+        source: ReferenceSource,
+        info: TableInfo,
+        result: SyncResult,
+        since: datetime | None,
+        batch_size: int,
+    ) -> list[str]:
+        """Stream the source into the stage, retrying transient source errors; returns the stage columns."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retry_attempts),
+            wait=wait_exponential(
+                multiplier=self.retry_wait_seconds, min=self.retry_wait_seconds, max=self.retry_max_wait_seconds
+            ),
+            retry=retry_if_exception_type(SourceUnavailableError),
+            reraise=True,
+            sleep=self._sleep,
+            before_sleep=lambda state: logger.warning(
+                "Reading %s failed (attempt %s of %s), retrying: %s",
+                result.table,
+                state.attempt_number,
+                self.retry_attempts,
+                state.outcome.exception() if state.outcome else None,
+            ),
+        )
+        columns: list[str] = []
+        try:
+            for attempt in retrying:
+                with attempt:
+                    result.attempts += 1
+                    # Each attempt starts from the state before the first one (savepoint).
+                    with pg.transaction(), source.stream(cfg, since, batch_size) as read:
+                        columns = self._validate_columns(cfg, info, read)
+                        types = merge.stage_types(info, [c for c in columns if c != UPDATED_AT_COLUMN])
+                        if UPDATED_AT_COLUMN in columns:
+                            types.append("timestamp")
+                        create_stage(pg, STAGE_NAME, columns, types)
+                        result.rows_read = _copy_batches(pg, STAGE_NAME, columns, read)
+        except SourceSkipped as skip:
+            raise _Skip(str(skip)) from None
+        except SourceUnavailableError as exc:
+            raise RefdataSyncError(f"{exc} (gave up after {result.attempts} attempt(s))", table=result.table) from exc
+        # Good row estimates matter for the merge's join plans.
+        pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(STAGE_NAME)))
+        return columns
+
+    @staticmethod
+    def _validate_columns(cfg: Any, info: TableInfo, read: SourceRead) -> list[str]:
+        data_columns = [c for c in read.columns if c != UPDATED_AT_COLUMN]
+        unknown = [c for c in data_columns if c not in info.columns or c in TRACKING_COLUMN_NAMES]
+        if unknown:
+            message = f"{read.description}: column(s) {', '.join(unknown)} are not columns of {cfg.qualified_table}"
+            if cfg.source_type == "config_file":
+                raise SourceSkipped(message)
+            raise RefdataSyncError(message, table=cfg.qualified_table)
+        missing_key = [k for k in cfg.primary_key if k not in data_columns]
+        if missing_key:
+            raise SourceSkipped(f"{read.description}: no value for key column(s) {', '.join(missing_key)}")
+        return list(read.columns)
+
+    @staticmethod
+    def _check_stage(pg: psycopg.Connection, info: TableInfo, columns: Sequence[str], key: Sequence[str]) -> None:
+        duplicates = merge.find_duplicate_keys(pg, STAGE_NAME, key)
+        if duplicates:
+            table = f"{info.schema}.{info.table}"
+            shown = "; ".join(f"{_key_text(key, k)} ({n} rows)" for k, n in duplicates)
+            raise RefdataSyncError(
+                f"the source has duplicate keys for {table}: {shown}; nothing was changed",
+                table=table,
+                key=duplicates[0][0],
+                column=", ".join(key),
+            )
+
+    @staticmethod
+    def _merge(
+        pg: psycopg.Connection, cfg: Any, info: TableInfo, columns: list[str], key: list[str], result: SyncResult
+    ) -> None:
+        try:
+            with pg.transaction():  # savepoint: lets us diagnose a failed statement against the stage
+                if merge.table_is_empty(pg, info.schema, info.table):
+                    result.rows_inserted = merge.insert_all(pg, info, STAGE_NAME, columns)
+                else:
+                    result.rows_promoted = merge.promote_covered(pg, info, STAGE_NAME, columns, key)
+                    inserted, updated = merge.upsert_changed(pg, info, STAGE_NAME, columns, key)
+                    result.rows_inserted = inserted
+                    result.rows_updated = updated + result.rows_promoted
+                    if cfg.sync_mode == "delete_insert":
+                        result.rows_deleted = merge.delete_absent_authoritative(pg, info, STAGE_NAME, key)
+        except psycopg.errors.StringDataRightTruncation as exc:
+            bad = merge.find_overlong_value(pg, STAGE_NAME, info, columns, key)
+            if bad is None:
+                raise
+            raise RefdataSyncError(
+                f"{cfg.qualified_table}: value of column {bad.column!r} for key {_key_text(key, bad.key)} has "
+                f"{bad.length} characters, the column allows {bad.max_length}; nothing was changed",
+                table=cfg.qualified_table,
+                key=bad.key,
+                column=bad.column,
+            ) from exc
+        except psycopg.errors.ForeignKeyViolation as exc:
+            raise RefdataSyncError(
+                f"{cfg.qualified_table}: {exc.diag.message_primary}"
+                + (f" ({exc.diag.message_detail})" if exc.diag.message_detail else "")
+                + "; a row still referenced by a foreign key cannot be deleted, nothing was changed",
+                table=cfg.qualified_table,
+            ) from exc
+        result.rows_unchanged = result.rows_read - result.rows_inserted - result.rows_updated
+
+    # ------------------------------------------------------------------------------------------------------
+    # helpers
+    # ------------------------------------------------------------------------------------------------------
+
+    def _entries(self, config_or_tables: Any, tables: Iterable[str] | None) -> tuple[list[Any], Callable[[Any], int]]:
+        if hasattr(config_or_tables, "tables"):
+            config = config_or_tables
+            if not config.enabled:
+                logger.info("Reference sync is disabled in the configuration (enabled: false); nothing to do")
+                return [], lambda entry: DEFAULT_BATCH_SIZE
+            candidates = list(config.tables)
+            batch_size_of = config.effective_batch_size
+        else:
+            candidates = list(config_or_tables)
+            batch_size_of = lambda entry: entry.batch_size or DEFAULT_BATCH_SIZE  # noqa: E731
+        wanted = [t for t in (tables or []) if t]
+        if wanted:
+            known = {t.name for t in candidates}
+            unknown = [t for t in wanted if t not in known]
+            if unknown:
+                raise RefdataConfigError(
+                    f"unknown sync table(s) {', '.join(unknown)}; configured: {', '.join(sorted(known))}",
+                    key_path="tables",
+                    value=unknown,
+                )
+            return [t for t in candidates if t.name in wanted], batch_size_of
+        return [t for t in candidates if getattr(t, "enabled", True)], batch_size_of
+
+    @staticmethod
+    def _record_outcome(pg: psycopg.Connection, result: SyncResult, status: str, started_at: datetime) -> None:
+        """Record a failed or skipped table in its own small transaction (the watermark does not move)."""
+        try:
+            _ensure_state_tables(pg)
+            with pg.transaction():
+                if status == "failed":
+                    write_sync_state(pg, result.table, status="failed", watermark=None, counts={})
+                write_run_log(
+                    pg,
+                    run_type=RUN_TYPE,
+                    subject=result.table,
+                    status=status,
+                    started_at=started_at,
+                    result=result.model_dump(mode="json"),
+                )
+        except psycopg.Error as exc:
+            _rollback_if_broken(pg)
+            logger.warning("Could not record the %s outcome of %s in refdata.run_log: %s", status, result.table, exc)
+
+
+def _copy_batches(pg: psycopg.Connection, stage: str, columns: Sequence[str], read: SourceRead) -> int:
+    """COPY every batch of ``read`` into the stage; returns the number of rows copied."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(stage), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
+    with pg.cursor() as cur:
+        with cur.copy(statement) as copy:
+            for batch in read.batches:
+                if isinstance(batch, bytes | bytearray | memoryview):
+                    copy.write(batch)
+                else:
+                    for row in batch:
+                        copy.write_row(row)
+        return max(cur.rowcount, 0)
+
+
+def _ensure_state_tables(pg: psycopg.Connection) -> None:
+    # Inside a transaction block, so the catalog probe does not leave an implicit transaction open on a
+    # non-autocommit connection (which would turn every later transaction() into an uncommitted savepoint).
+    with pg.transaction():
+        ensure_state_tables(pg)
+
+
+def _read_watermark(pg: psycopg.Connection, name: str) -> datetime | None:
+    # plan_only on a fresh warehouse must not create the state tables just to find no watermark.
+    exists = pg.execute("SELECT to_regclass('refdata.sync_state') IS NOT NULL").fetchone()[0]
+    return read_watermark(pg, name) if exists else None
+
+
+def _rollback_if_broken(pg: psycopg.Connection) -> None:
+    if pg.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+        pg.rollback()
+
+
+def _key_text(key: Sequence[str], values: Sequence[Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in zip(key, values, strict=False))
+
+
+def _describe_error(exc: Exception, table: str) -> str:
+    if isinstance(exc, RefdataError):
+        return str(exc)
+    if isinstance(exc, psycopg.Error):
+        diag = exc.diag
+        text = diag.message_primary or str(exc)
+        if diag.message_detail:
+            text += f" ({diag.message_detail})"
+        if diag.context:
+            text += f" [{diag.context.strip()}]"
+        return f"{table}: {type(exc).__name__}: {text}"
+    return f"{table}: {type(exc).__name__}: {exc}"
+
+
+def format_summary(results: Sequence[SyncResult]) -> str:
+    """One plain-text table of the results (used by the operator's log and the CLI)."""
+    headers = ["table", "mode", "status", "read", "ins", "upd", "unch", "del", "prom", "att", "secs", "detail"]
+    rows = []
+    for r in results:
+        status = "FAILED" if r.error else "skipped" if r.skipped_reason else "planned" if r.plan_only else "ok"
+        rows.append(
+            [
+                r.table,
+                r.sync_mode,
+                status,
+                *(
+                    str(v)
+                    for v in (
+                        r.rows_read,
+                        r.rows_inserted,
+                        r.rows_updated,
+                        r.rows_unchanged,
+                        r.rows_deleted,
+                        r.rows_promoted,
+                        r.attempts,
+                    )
+                ),
+                f"{r.duration_seconds:.2f}",
+                (r.error or r.skipped_reason or "")[:200],
+            ]
+        )
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,229 @@
+"""Set-based statements that merge a staging table into a reference table, and the checks that precede them.
+
+Each function is one statement (no per-row queries) and returns exact counts taken from the statement
+itself.  They do not manage transactions: the caller runs them inside the table's transaction.
+
+Every write sets the authoritative tracking values (``_source='authoritative'``, ``_needs_review=false``,
+``_derived_from_domain``/``_derived_at`` NULL).  Rows are only rewritten when a business column or the
+tracking state actually differs, so a re-sync of unchanged data writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from airflow_provider_refdata.warehouse.catalog import TableInfo
+from airflow_provider_refdata.warehouse.sqlbits import ident_list, table_ref
+from airflow_provider_refdata.warehouse.tracking import (
+    AUTHORITATIVE,
+    AUTO_DERIVED,
+    DERIVED_AT,
+    DERIVED_FROM_DOMAIN,
+    NEEDS_REVIEW,
+    SOURCE,
+)
+
+_TRACKING_INSERT = [SOURCE, NEEDS_REVIEW, DERIVED_FROM_DOMAIN, DERIVED_AT]
+
+
+def stage_types(info: TableInfo, columns: Sequence[str]) -> list[str]:
+    """Staging column types for ``columns`` of ``info``: the target's types, but ``text`` for strings.
+
+    Strings stay unbounded in the stage so an over-long value fails in the merge (where
+    :func:`find_overlong_value` can name its key) rather than in COPY; all other types are checked by COPY.
+    """
+    types = []
+    for column in columns:
+        data_type = info.columns[column].data_type
+        is_string = info.columns[column].max_length is not None or data_type in ("text", "character varying")
+        types.append("text" if is_string else data_type)
+    return types
+
+
+def _key_match(left: str, right: str, key: Sequence[str]) -> sql.Composable:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(left, k), sql.Identifier(right, k)) for k in key
+    )
+
+
+def _tracking_state(prefix: str) -> sql.Composable:
+    return sql.SQL("{}, {}").format(sql.Identifier(prefix, SOURCE), sql.Identifier(prefix, NEEDS_REVIEW))
+
+
+def _authoritative_values() -> sql.Composable:
+    return sql.SQL("{}, false, NULL, NULL").format(sql.Literal(AUTHORITATIVE))
+
+
+def _set_columns(columns: Sequence[str], source: str) -> sql.Composable:
+    """``"c" = <source>."c", …`` plus the authoritative tracking values."""
+    sets = [sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier(source, c)) for c in columns]
+    sets += [
+        sql.SQL("{} = {}").format(sql.Identifier(SOURCE), sql.Literal(AUTHORITATIVE)),
+        sql.SQL("{} = false").format(sql.Identifier(NEEDS_REVIEW)),
+        sql.SQL("{} = NULL").format(sql.Identifier(DERIVED_FROM_DOMAIN)),
+        sql.SQL("{} = NULL").format(sql.Identifier(DERIVED_AT)),
+    ]
+    return sql.SQL(", ").join(sets)
+
+
+def table_is_empty(conn: psycopg.Connection, schema: str, table: str) -> bool:
+    """True when the table has no rows (cheap: stops at the first row)."""
+    query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(table_ref(schema, table))
+    return conn.execute(query).fetchone()[0]
+
+
+def find_duplicate_keys(
+    conn: psycopg.Connection, stage: str, key: Sequence[str], limit: int = 5
+) -> list[tuple[tuple, int]]:
+    """Up to ``limit`` keys that occur more than once in the stage, with their counts (empty = none)."""
+    query = sql.SQL("SELECT {k}, count(*) FROM {s} GROUP BY {k} HAVING count(*) > 1 ORDER BY {k} LIMIT {n}").format(
+        k=ident_list(key), s=sql.Identifier(stage), n=sql.Literal(limit)
+    )
+    return [(tuple(row[:-1]), row[-1]) for row in conn.execute(query).fetchall()]
+
+
+@dataclass(frozen=True)
+class OverlongValue:
+    """A staged value longer than its target column allows."""
+
+    key: tuple
+    column: str
+    length: int
+    max_length: int
+
+
+def find_overlong_value(
+    conn: psycopg.Connection, stage: str, info: TableInfo, columns: Sequence[str], key: Sequence[str]
+) -> OverlongValue | None:
+    """The first staged value (if any) longer than its ``varchar(n)``/``char(n)`` target column."""
+    bounded = [c for c in columns if info.columns[c].max_length is not None]
+    if not bounded:
+        return None
+    parts = [
+        sql.SQL("(SELECT {k}, {name}, char_length({c}), {n} FROM {s} WHERE char_length({c}) > {n} LIMIT 1)").format(
+            k=ident_list(key),
+            name=sql.Literal(c),
+            c=sql.Identifier(c),
+            n=sql.Literal(info.columns[c].max_length),
+            s=sql.Identifier(stage),
+        )
+        for c in bounded
+    ]
+    row = conn.execute(sql.SQL(" UNION ALL ").join(parts) + sql.SQL(" LIMIT 1")).fetchone()
+    if row is None:
+        return None
+    n = len(key)
+    return OverlongValue(key=tuple(row[:n]), column=row[n], length=row[n + 1], max_length=row[n + 2])
+
+
+def insert_all(conn: psycopg.Connection, info: TableInfo, stage: str, columns: Sequence[str]) -> int:
+    """``INSERT … SELECT`` every staged row as authoritative (for an empty target); returns rows inserted."""
+    query = sql.SQL("INSERT INTO {t} ({cols}, {track}) SELECT {scols}, {vals} FROM {s} AS s").format(
+        t=table_ref(info.schema, info.table),
+        cols=ident_list(columns),
+        track=ident_list(_TRACKING_INSERT),
+        scols=ident_list(columns, "s"),
+        vals=_authoritative_values(),
+        s=sql.Identifier(stage),
+    )
+    return conn.execute(query).rowcount
+
+
+def promote_covered(
+    conn: psycopg.Connection, info: TableInfo, stage: str, columns: Sequence[str], key: Sequence[str]
+) -> int:
+    """Overwrite auto-derived rows whose key the stage holds and make them authoritative; returns their count.
+
+    Columns not in ``columns`` (absent from the source) keep their values.
+    """
+    query = sql.SQL("UPDATE {t} AS t SET {sets} FROM {s} AS s WHERE {match} AND t.{src} = {auto}").format(
+        t=table_ref(info.schema, info.table),
+        sets=_set_columns([c for c in columns if c not in key], "s"),
+        s=sql.Identifier(stage),
+        match=_key_match("t", "s", key),
+        src=sql.Identifier(SOURCE),
+        auto=sql.Literal(AUTO_DERIVED),
+    )
+    return conn.execute(query).rowcount
+
+
+def upsert_changed(
+    conn: psycopg.Connection, info: TableInfo, stage: str, columns: Sequence[str], key: Sequence[str]
+) -> tuple[int, int]:
+    """Insert new keys and update rows that differ; returns ``(inserted, updated)`` exactly.
+
+    The anti/semi-join pre-filter keeps unchanged rows out of the statement altogether (the cheap path for
+    a re-sync), and the ``DO UPDATE … WHERE … IS DISTINCT FROM`` guard keeps them unwritten even if a row
+    changed between the two (no dead tuples for unchanged rows).  ``RETURNING xmax = 0`` tells inserts from
+    updates.
+    """
+    target = table_ref(info.schema, info.table)
+    values = [c for c in columns if c not in key]
+    old_state = sql.SQL(", ").join(
+        [ident_list(values, "t0"), _tracking_state("t0")] if values else [_tracking_state("t0")]
+    )
+    new_state = sql.SQL(", ").join(
+        [ident_list(values, "s"), sql.SQL("{}, false").format(sql.Literal(AUTHORITATIVE))]
+        if values
+        else [sql.SQL("{}, false").format(sql.Literal(AUTHORITATIVE))]
+    )
+    conflict_old = sql.SQL(", ").join(
+        [ident_list(values, "t"), _tracking_state("t")] if values else [_tracking_state("t")]
+    )
+    conflict_new = sql.SQL(", ").join(
+        [ident_list(values, "excluded"), _tracking_state("excluded")] if values else [_tracking_state("excluded")]
+    )
+    query = sql.SQL(
+        """
+        WITH m AS (
+            INSERT INTO {t} AS t ({cols}, {track})
+            SELECT {scols}, {vals}
+              FROM {s} AS s
+              LEFT JOIN {t} AS t0 ON {match}
+             WHERE t0.{k0} IS NULL OR ({old_state}) IS DISTINCT FROM ({new_state})
+            ON CONFLICT ({key}) DO UPDATE SET {sets}
+             WHERE ({conflict_old}) IS DISTINCT FROM ({conflict_new})
+            RETURNING (xmax = 0) AS inserted
+        )
+        SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM m
+        """
+    ).format(
+        t=target,
+        cols=ident_list(columns),
+        track=ident_list(_TRACKING_INSERT),
+        scols=ident_list(columns, "s"),
+        vals=_authoritative_values(),
+        s=sql.Identifier(stage),
+        match=_key_match("t0", "s", key),
+        k0=sql.Identifier(key[0]),
+        old_state=old_state,
+        new_state=new_state,
+        key=ident_list(key),
+        sets=_set_columns(values, "excluded"),
+        conflict_old=conflict_old,
+        conflict_new=conflict_new,
+    )
+    inserted, updated = conn.execute(query).fetchone()
+    return inserted, updated
+
+
+def delete_absent_authoritative(conn: psycopg.Connection, info: TableInfo, stage: str, key: Sequence[str]) -> int:
+    """Delete authoritative rows whose key is not staged (auto-derived rows stay); returns rows deleted.
+
+    A row a foreign key still needs makes the statement fail (the caller rolls the table back); no
+    ``TRUNCATE``, so readers are never locked out and auto-derived rows survive.
+    """
+    query = sql.SQL(
+        "DELETE FROM {t} AS t WHERE t.{src} = {auth} AND NOT EXISTS (SELECT 1 FROM {s} AS s WHERE {match})"
+    ).format(
+        t=table_ref(info.schema, info.table),
+        src=sql.Identifier(SOURCE),
+        auth=sql.Literal(AUTHORITATIVE),
+        s=sql.Identifier(stage),
+        match=_key_match("t", "s", key),
+    )
+    return conn.execute(query).rowcount
