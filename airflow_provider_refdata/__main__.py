@@ -1,0 +1,5 @@
+"""``python -m airflow_provider_refdata sync …``: the same as the ``refdata`` console script."""
+
+from airflow_provider_refdata.cli import main
+
+raise SystemExit(main())

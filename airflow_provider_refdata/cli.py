@@ -1,0 +1,103 @@
+"""Command line: run the reference sync without Airflow (``refdata sync`` / ``python -m airflow_provider_refdata``).
+
+::
+
+    refdata sync --config config/reference_sync.yml [--tables annuity_plan product_line] [--plan-only]
+                 [--force-full] [--warehouse-dsn postgresql://...] [--mysql-dsn mysql://...]
+
+The warehouse and legacy MySQL DSNs default to ``$REFDATA_PG_DSN`` and ``$REFDATA_MYSQL_DSN`` (prefer the
+environment for passwords: arguments show up in ``ps``).  ``--config`` defaults to
+``$REFDATA_CONFIG_DIR/reference_sync.yml``.  Prints the same summary table as the operator; the exit status
+is 0 when no table failed, 1 when at least one failed, 2 for a configuration or usage error.
+Uses only the plain-Python services (no Airflow import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from airflow_provider_refdata.exceptions import RefdataError
+
+
+def _default_config() -> Path:
+    folder = os.environ.get("REFDATA_CONFIG_DIR")
+    base = Path(folder) if folder else Path.cwd() / "config"
+    return base / "reference_sync.yml"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="refdata", description="Reference data tools (airflow-provider-refdata).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    sync = commands.add_parser("sync", help="sync the reference tables from their authoritative sources")
+    sync.add_argument("--config", type=Path, default=None, help="reference_sync.yml (default: $REFDATA_CONFIG_DIR)")
+    sync.add_argument(
+        "--tables", nargs="+", default=[], help="table entries to sync (names, space or comma separated); default all"
+    )
+    sync.add_argument("--plan-only", action="store_true", help="compute the counts, write nothing")
+    sync.add_argument("--force-full", action="store_true", help="ignore watermarks, read every source row")
+    sync.add_argument("--warehouse-dsn", default=None, help="PostgreSQL DSN (default: $REFDATA_PG_DSN)")
+    sync.add_argument("--mysql-dsn", default=None, help="legacy MySQL DSN mysql://… (default: $REFDATA_MYSQL_DSN)")
+    sync.add_argument("--yaml-base-path", type=Path, default=None, help="folder for relative reference-file paths")
+    sync.add_argument("--retry-attempts", type=int, default=3, help="attempts per table for MySQL errors (3)")
+    sync.add_argument("--retry-wait", type=float, default=2.0, help="first wait between attempts in seconds (2)")
+    sync.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    sync.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    return parser
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    from airflow_provider_refdata.config import load_sync_config
+    from airflow_provider_refdata.services.sources import MySqlSource, YamlFileSource
+    from airflow_provider_refdata.services.sync import ReferenceSyncService, format_summary
+
+    config_path = args.config or _default_config()
+    warehouse = args.warehouse_dsn or os.environ.get("REFDATA_PG_DSN")
+    if not warehouse:
+        print("error: no warehouse DSN: pass --warehouse-dsn or set REFDATA_PG_DSN", file=sys.stderr)
+        return 2
+    config = load_sync_config(config_path)
+    if not config.enabled:
+        print(f"reference sync is disabled in {config_path} (enabled: false); nothing synced")
+        return 0
+    tables = [part.strip() for item in args.tables for part in item.split(",") if part.strip()]
+    sources: dict[str, object] = {"config_file": YamlFileSource(base_path=args.yaml_base_path)}
+    mysql_dsn = args.mysql_dsn or os.environ.get("REFDATA_MYSQL_DSN")
+    if mysql_dsn:
+        sources["legacy_mysql"] = MySqlSource.from_dsn(mysql_dsn)
+    service = ReferenceSyncService(
+        config,
+        sources,
+        retry_attempts=args.retry_attempts,
+        retry_wait_seconds=args.retry_wait,
+        retry_max_wait_seconds=max(args.retry_wait * 4, args.retry_wait),
+    )
+    results = service.sync_all(conn=warehouse, plan_only=args.plan_only, force_full=args.force_full, tables=tables)
+    if args.json:
+        print(json.dumps([r.model_dump(mode="json") for r in results], ensure_ascii=False, indent=2))
+    else:
+        print(format_summary(results))
+    return 1 if any(r.error for r in results) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``refdata`` console script.
+
+    :param argv: arguments (default: ``sys.argv[1:]``).
+    """
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        return run_sync(args)
+    except RefdataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

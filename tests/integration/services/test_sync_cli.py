@@ -1,0 +1,70 @@
+"""The CLI (``python -m airflow_provider_refdata sync``) in a fresh process against the real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import REPO_ROOT
+from tests.integration.services.sync_env import PLAN, PRODUCT_LINE, SyncEnv
+
+
+def _cli(*args: str, env_vars: dict[str, str]) -> subprocess.CompletedProcess:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("REFDATA_")} | env_vars
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_provider_refdata", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+        env=environ,
+        timeout=120,
+    )
+
+
+def test_cli_sync_plan_only_then_real_run(pg_server, mysql_server, pg_schema, mysql_db, tmp_path):
+    env = SyncEnv.create(pg_server, mysql_server, pg_schema, mysql_db, tmp_path)
+    dsns = {"REFDATA_PG_DSN": pg_server, "REFDATA_MYSQL_DSN": mysql_server}
+    planned = _cli("sync", "--config", str(env.config_path), "--plan-only", env_vars=dsns)
+    assert planned.returncode == 0, planned.stderr
+    assert "planned" in planned.stdout and f"{env.schema}.{PLAN}" in planned.stdout
+    assert env.rows(PLAN) == []
+    done = _cli(
+        "sync", "--config", str(env.config_path), "--tables", "annuity_plan,product_line", "--json", env_vars=dsns
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)
+    assert [(r["table"], r["rows_inserted"]) for r in results] == [
+        (f"{env.schema}.{PLAN}", 3),
+        (f"{env.schema}.{PRODUCT_LINE}", 3),
+    ]
+    assert "refdata-secret-pw" not in done.stdout + done.stderr
+
+
+def test_cli_reports_failures_and_usage_errors(pg_server, mysql_server, pg_schema, mysql_db, tmp_path):
+    env = SyncEnv.create(pg_server, mysql_server, pg_schema, mysql_db, tmp_path)
+    bad_mysql = mysql_server.rsplit(":", 1)[0] + ":1/x"  # nothing listens on port 1
+    failed = _cli(
+        "sync",
+        "--config",
+        str(env.config_path),
+        "--warehouse-dsn",
+        pg_server,
+        "--mysql-dsn",
+        bad_mysql,
+        "--tables",
+        "organization",
+        "--retry-attempts",
+        "2",
+        "--retry-wait",
+        "0.01",
+        env_vars={},
+    )
+    assert failed.returncode == 1 and "FAILED" in failed.stdout and ":1/" in failed.stdout
+    assert "refdata-secret-pw" not in failed.stdout + failed.stderr
+    missing = _cli("sync", "--config", str(env.config_path), env_vars={})
+    assert missing.returncode == 2 and "REFDATA_PG_DSN" in missing.stderr
+    unknown = _cli("sync", "--config", str(env.config_path), "--tables", "nope", env_vars={"REFDATA_PG_DSN": pg_server})
+    assert unknown.returncode == 2 and "unknown sync table" in unknown.stderr
