@@ -54,7 +54,7 @@ def copy_rows(conn: psycopg.Connection, stage: str, columns: Sequence[str], rows
     return count
 
 
-def copy_frame(conn: psycopg.Connection, stage: str, frame: Any) -> int:
+def copy_frame(conn: psycopg.Connection, stage: str, frame: Any, *, schema: str | None = None) -> int:
     """COPY a pandas DataFrame (columns named like the stage's) into the stage; returns the row count.
 
     The frame travels as one CSV text produced by pandas' C writer, which is several times faster than
@@ -64,12 +64,14 @@ def copy_frame(conn: psycopg.Connection, stage: str, frame: Any) -> int:
     :param conn: a connection inside the transaction that will use the stage.
     :param stage: the temporary table's name.
     :param frame: a ``pandas.DataFrame``; its column names are the stage columns written.
+    :param schema: the table's schema when it is a regular table rather than a temporary stage.
     """
     if len(frame) == 0:
         return 0
     payload = frame.to_csv(index=False, header=False, lineterminator="\n").encode("utf-8")
+    target = sql.Identifier(schema, stage) if schema else sql.Identifier(stage)
     statement = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
-        sql.Identifier(stage), ident_list([str(c) for c in frame.columns])
+        target, ident_list([str(c) for c in frame.columns])
     )
     with conn.cursor() as cur, cur.copy(statement) as copy:
         copy.write(payload)

@@ -1,0 +1,297 @@
+"""HybridReferenceOperator: coverage check and selective backfill of a fact dataset as an Airflow task.
+
+The facts come from exactly one of: ``sql`` (a query run on the warehouse), ``table`` (a schema-qualified
+table name, quoted safely) or ``fact_file`` (CSV, Parquet or Excel, chosen by suffix).  The operator loads
+the domain's FK configurations, runs
+:meth:`~airflow_provider_refdata.services.hybrid.HybridReferenceService.ensure_references` (or, with
+``coverage_only``, only measures coverage) and returns the
+:class:`~airflow_provider_refdata.results.HybridResult` through XCom as the model itself: the result classes
+are registered with ``airflow.sdk.serde.allow_class`` when this module is imported.
+
+CSV and Excel files are read with every column as text, so codes such as ``"001"`` keep their zeros; the
+services coerce numbers where an aggregation needs them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.serde import allow_class
+
+from airflow_provider_refdata.results import (
+    BackfillResult,
+    BackfillTableResult,
+    CoverageMetrics,
+    HybridResult,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import psycopg
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+    from airflow.sdk import Context
+
+for _result_class in (HybridResult, CoverageMetrics, BackfillResult, BackfillTableResult):
+    allow_class(_result_class)
+
+DEFAULT_CONFIG_FILE = "foreign_keys.yml"
+_TRUE = {"true", "1", "yes", "y", "on"}
+_FALSE = {"false", "0", "no", "n", "off", "", "none"}
+
+
+def default_fk_config_path() -> str:
+    """``$REFDATA_CONFIG_DIR/foreign_keys.yml``, else ``config/foreign_keys.yml`` (relative to the cwd)."""
+    return str(Path(os.environ.get("REFDATA_CONFIG_DIR", "config")) / DEFAULT_CONFIG_FILE)
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    """Accept real booleans and the strings Jinja renders from params ("True", "false", ...)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{name} must be a boolean, got {value!r}")
+
+
+def _as_float(value: Any, name: str) -> float | None:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+
+
+def split_table_name(name: str) -> tuple[str, str]:
+    """``schema.table`` (or ``table`` → ``public``) into its parts; double quotes around a part are removed.
+
+    :param name: the table name as written by the user, e.g. ``staging.年金业绩`` or ``"my.schema"."t"``.
+    """
+    text = name.strip()
+    parts: list[str] = []
+    current, quoted, i = "", False, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            if quoted and i + 1 < len(text) and text[i + 1] == '"':
+                current += '"'
+                i += 1
+            else:
+                quoted = not quoted
+        elif ch == "." and not quoted:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+        i += 1
+    parts.append(current)
+    if quoted or len(parts) > 2 or not all(p.strip() for p in parts):
+        raise ValueError(f"table must be 'schema.table' or 'table', got {name!r}")
+    return ("public", parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
+def read_fact_file(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a fact file by suffix: ``.csv``, ``.parquet``/``.pq``, ``.xlsx``/``.xlsm``/``.xls``.
+
+    :param path: the file.
+    """
+    import pandas as pd
+
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return pd.read_csv(path, dtype=str, keep_default_na=True, encoding="utf-8-sig")
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix in (".xlsx", ".xlsm", ".xls"):
+        return pd.read_excel(path, dtype=str)
+    raise ValueError(f"unsupported fact file type {suffix!r} ({path}); use .csv, .parquet or .xlsx")
+
+
+def read_query(pg: psycopg.Connection, statement: Any, params: Any = None) -> pd.DataFrame:
+    """Run a query on the warehouse and return its rows as a DataFrame (inside its own transaction)."""
+    import pandas as pd
+
+    with pg.transaction(), pg.cursor() as cur:
+        cur.execute(statement, params)
+        columns = [d.name for d in cur.description or []]
+        return pd.DataFrame(cur.fetchall(), columns=columns)
+
+
+class HybridReferenceOperator(BaseOperator):
+    """Check FK coverage of a fact dataset and backfill missing reference rows before the facts load.
+
+    :param domain: the fact domain (a key of ``domains`` in the FK configuration file).
+    :param sql: a query on the warehouse returning the facts (templated).
+    :param table: a schema-qualified table holding the facts (templated).
+    :param fact_file: a CSV, Parquet or Excel file with the facts (templated).
+    :param fk_config_path: the ``foreign_keys.yml`` (templated; default ``$REFDATA_CONFIG_DIR/foreign_keys.yml``).
+    :param auto_derived_threshold: warn when an auto-derived ratio is above it (templated; default 0.10).
+    :param table_thresholds: per-table thresholds keyed by schema-qualified table or FK name.
+    :param skip_tables: FK names or tables to leave alone (templated).
+    :param plan_only: report what would be inserted, write nothing (templated; "true"/"false" accepted).
+    :param coverage_only: only measure coverage (a check task); no backfill.
+    :param fail_on_degraded: fail the task when the result is degraded.
+    :param warehouse_conn_id: the Airflow connection of the PostgreSQL warehouse.
+    """
+
+    template_fields: Sequence[str] = (
+        "domain",
+        "sql",
+        "table",
+        "fact_file",
+        "fk_config_path",
+        "auto_derived_threshold",
+        "skip_tables",
+        "plan_only",
+    )
+    template_ext: Sequence[str] = (".sql",)
+    template_fields_renderers = {"sql": "sql"}
+    ui_color = "#e8f4e8"
+
+    def __init__(
+        self,
+        *,
+        domain: str,
+        sql: str | None = None,
+        table: str | None = None,
+        fact_file: str | None = None,
+        fk_config_path: str | None = None,
+        auto_derived_threshold: float | str | None = 0.10,
+        table_thresholds: Mapping[str, float] | None = None,
+        skip_tables: Sequence[str] = (),
+        plan_only: bool | str = False,
+        coverage_only: bool = False,
+        fail_on_degraded: bool = False,
+        warehouse_conn_id: str = "refdata_warehouse",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        given = [name for name, value in (("sql", sql), ("table", table), ("fact_file", fact_file)) if value]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of sql, table or fact_file (got {', '.join(given) or 'none'})")
+        self.domain = domain
+        self.sql = sql
+        self.table = table
+        self.fact_file = fact_file
+        self.fk_config_path = fk_config_path
+        self.auto_derived_threshold = auto_derived_threshold
+        self.table_thresholds = dict(table_thresholds or {})
+        self.skip_tables = skip_tables
+        self.plan_only = plan_only
+        self.coverage_only = coverage_only
+        self.fail_on_degraded = fail_on_degraded
+        self.warehouse_conn_id = warehouse_conn_id
+
+    @cached_property
+    def hook(self) -> PostgresHook:
+        """The warehouse hook (created on first use, never at DAG parse time)."""
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        return PostgresHook(postgres_conn_id=self.warehouse_conn_id)
+
+    def load_facts(self, pg: psycopg.Connection) -> pd.DataFrame:
+        """The fact frame from ``sql``, ``table`` or ``fact_file``."""
+        from psycopg import sql as pgsql
+
+        if self.fact_file:
+            self.log.info("Reading facts from file %s", self.fact_file)
+            return read_fact_file(self.fact_file)
+        if self.table:
+            schema, table = split_table_name(self.table)
+            self.log.info("Reading facts from table %s.%s", schema, table)
+            query = pgsql.SQL("SELECT * FROM {}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(table))
+            return read_query(pg, query)
+        self.log.info("Reading facts from a query")
+        return read_query(pg, self.sql)
+
+    def execute(self, context: Context) -> HybridResult:
+        from airflow_provider_refdata.config import load_fk_configs
+        from airflow_provider_refdata.services.hybrid import HybridReferenceService
+        from airflow_provider_refdata.warehouse.connection import warehouse_connection
+
+        plan_only = _as_bool(self.plan_only, "plan_only")
+        threshold = _as_float(self.auto_derived_threshold, "auto_derived_threshold")
+        config_path = self.fk_config_path or default_fk_config_path()
+        fk_configs = load_fk_configs(config_path, self.domain)
+        skip = [self.skip_tables] if isinstance(self.skip_tables, str) else list(self.skip_tables or ())
+        service = HybridReferenceService(
+            auto_derived_threshold=0.10 if threshold is None else threshold,
+            table_thresholds=self.table_thresholds,
+        )
+        with warehouse_connection(self.hook) as pg:
+            facts = self.load_facts(pg)
+            self.log.info(
+                "Domain %s: %d fact rows, %d FK configurations from %s",
+                self.domain,
+                len(facts),
+                len(fk_configs),
+                config_path,
+            )
+            result = service.ensure_references(
+                self.domain,
+                facts,
+                fk_configs,
+                pg,
+                skip_tables=skip,
+                plan_only=plan_only,
+                coverage_only=self.coverage_only,
+            )
+        self.log_result(result)
+        if result.degraded_mode and self.fail_on_degraded:
+            raise AirflowFailException(f"domain {self.domain}: degraded run: {result.degradation_reason}")
+        return result
+
+    def log_result(self, result: HybridResult) -> None:
+        """Log a per-table coverage table, the backfill counts, ratios and warnings."""
+        inserted = {t.fk_name: t.inserted for t in (result.backfill_result.tables if result.backfill_result else [])}
+        mode = "coverage only" if self.coverage_only else ("plan only" if result.plan_only else "backfill")
+        self.log.info("Coverage of domain %s (%s):", result.domain, mode)
+        self.log.info(
+            "%-20s %-32s %8s %8s %8s %8s %8s %6s %9s",
+            "fk",
+            "table",
+            "values",
+            "covered",
+            "missing",
+            "auth",
+            "derived",
+            "blank",
+            "inserted",
+        )
+        for m in result.coverage_metrics:
+            if m.skipped_reason or m.error:
+                self.log.info("%-20s %-32s %s", m.fk_name, m.table, m.skipped_reason or f"ERROR {m.error}")
+                continue
+            self.log.info(
+                "%-20s %-32s %8d %8d %8d %8d %8d %6d %9s",
+                m.fk_name,
+                m.table,
+                m.total_fk_values,
+                m.covered_values,
+                m.missing_values,
+                m.authoritative_values,
+                m.auto_derived_values,
+                m.blank_rows,
+                inserted.get(m.fk_name, "-"),
+            )
+        self.log.info(
+            "Coverage before backfill %.2f%%, inserted %d, auto-derived ratio %.2f%% (%d of %d rows)",
+            result.pre_load_coverage * 100,
+            result.backfill_count,
+            result.auto_derived_ratio * 100,
+            result.total_auto_derived,
+            result.total_auto_derived + result.total_authoritative,
+        )
+        for warning in result.threshold_warnings:
+            self.log.warning("Threshold: %s", warning)
+        if result.degraded_mode:
+            self.log.warning("Degraded: %s", result.degradation_reason)
