@@ -5,9 +5,10 @@ the legacy data and the fact file are there (without changing anything that is: 
 applies no mutation), then runs ``airflow standalone`` (api-server, scheduler, dag-processor, triggerer) with
 ``AIRFLOW_HOME=.demo/airflow``, prints the URL and the login, and waits.
 
-Ctrl-C stops everything: ``airflow standalone`` runs in its own process group and gets SIGINT on the whole
-group (SIGTERM to the standalone process alone leaves its task workers behind); whatever is still alive
-after a grace period is terminated, then killed.  The standalone output goes to ``.demo/logs``.
+Ctrl-C stops everything: ``airflow standalone`` runs in its own process group, so the terminal's SIGINT
+reaches only this wrapper, which stops the group in an order that does not hang (see
+:meth:`Standalone.stop`; SIGTERM leaves task workers behind); whatever is still alive after a grace period
+is terminated, then killed.  The standalone output goes to ``.demo/logs``.
 
 The class :class:`Standalone` is also what ``tests/integration/test_airflow_api.py`` starts.
 """
@@ -48,6 +49,8 @@ class Standalone:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             # The generated admin password lands in AIRFLOW_HOME (read back by `password`).
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            # Four LocalExecutor workers are plenty for the example DAGs (the default is 32 processes).
+            "AIRFLOW__CORE__PARALLELISM": "4",
             # Parse the dags folder often so a changed DAG shows up quickly in the UI.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         }
@@ -107,52 +110,72 @@ class Standalone:
             time.sleep(2)
         raise TimeoutError(f"Airflow not ready after {timeout:.0f}s (last health {health}); log {self.log_file}")
 
-    def _group_alive(self) -> bool:
+    def _members(self) -> list[int]:
+        """Live processes of the standalone's process group, the leader first if alive (zombies excluded:
+        a reparented zombie may never be reaped here, and it holds no resources anyway)."""
         if self.process is None:
-            return False
-        try:
-            os.killpg(self.process.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        # A zombie leader keeps the group id; reap it so only live processes count.
-        self.process.poll()
-        try:
-            os.killpg(self.process.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
+            return []
+        self.process.poll()  # reap our own child so it does not count as a member
+        return sorted(pid for pid, state in _process_group(self.process.pid) if state != "Z")
 
-    def _signal_group(self, sig: int) -> None:
-        try:
-            os.killpg(self.process.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def _wait_group(self, seconds: float) -> bool:
+    def _wait(self, seconds: float, *, leader_only: bool = False) -> bool:
+        """Wait until the group is empty (or, with ``leader_only``, only the leader is left)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            self.process.poll()
-            if not self._group_alive():
+            members = self._members()
+            if not members or (leader_only and members == [self.process.pid]):
                 return True
             time.sleep(0.2)
         return False
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> str:
-        """Stop the whole process group: SIGINT (what Ctrl-C sends), then SIGTERM, then SIGKILL.
+        """Stop every process of the group; returns how ("SIGINT" when the clean path worked).
 
-        Returns the signal that finished the job ("SIGINT" when the clean path worked)."""
+        ``airflow standalone`` answers SIGINT by sending SIGTERM to its components at once, which can catch the
+        scheduler halfway through its own graceful shutdown and leave it waiting forever for its LocalExecutor
+        workers.  So the components get SIGINT first (the scheduler tells its workers to finish and waits for
+        them; the workers ignore SIGINT), and only when they are gone does the standalone process get it.
+        Whatever is still alive after ``grace`` seconds gets SIGTERM, then SIGKILL.
+        """
         if self.process is None:
             return "not started"
-        for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-            if not self._group_alive():
-                break
-            self._signal_group(sig)
-            if self._wait_group(wait):
-                self.process.wait(timeout=5)
+        leader = self.process.pid
+        for pid in self._members():
+            if pid != leader:
+                _kill(pid, signal.SIGINT)
+        self._wait(grace, leader_only=True)
+        _kill(leader, signal.SIGINT)
+        if self._wait(15):
+            return "SIGINT"
+        for sig, seconds in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            for pid in self._members():
+                _kill(pid, sig)
+            if self._wait(seconds):
+                self.process.poll()
                 return sig.name
-        return "already stopped"
+        return "some processes survived SIGKILL: " + ", ".join(map(str, self._members()))
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _process_group(pgid: int) -> list[tuple[int, str]]:
+    """(pid, state) of every process whose process group is ``pgid``, read from /proc."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # the process ended while we looked
+        # "pid (comm) state ppid pgrp ...": comm may contain spaces and parentheses.
+        fields = text[text.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            members.append((int(text.split(" ", 1)[0]), fields[0]))
+    return members
 
 
 def prepare(layout: demo.DemoLayout, spec: SampleSpec) -> tuple[str, str]:

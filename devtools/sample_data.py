@@ -583,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("action", choices=["load", "mutate", "facts"])
     parser.add_argument("--mysql-dsn", default=os.environ.get("REFDATA_MYSQL_DSN"), help="legacy database DSN")
     parser.add_argument(
-        "--out", type=Path, help="fact file to write (facts; default $REFDATA_FACTS_DIR/<domain>_<YYYYMM>.csv)"
+        "--out", type=Path, help="fact file to write (facts; default $REFDATA_FACT_DIR/<domain>_<YYYYMM>.csv)"
     )
     parser.add_argument("--if-empty", action="store_true", help="load: do nothing when annuity_plan has rows")
     parser.add_argument("--excel", action="store_true", help="also write an .xlsx next to the CSV")
@@ -595,9 +595,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.action == "facts":
         if not args.out:
-            if not os.environ.get("REFDATA_FACTS_DIR"):
-                parser.error("facts needs --out or REFDATA_FACTS_DIR")
-            args.out = Path(os.environ["REFDATA_FACTS_DIR"]) / facts_file_name(world.spec)
+            if not os.environ.get("REFDATA_FACT_DIR"):
+                parser.error("facts needs --out or REFDATA_FACT_DIR")
+            args.out = Path(os.environ["REFDATA_FACT_DIR"]) / facts_file_name(world.spec)
         written = [write_facts(world, args.out, excel=args.out.suffix == ".xlsx")]
         if args.excel and args.out.suffix != ".xlsx":
             written.append(write_facts(world, args.out.with_suffix(".xlsx"), excel=True))

@@ -62,9 +62,11 @@ CREATE TABLE IF NOT EXISTS "business"."产品线" (
 
 -- Monthly annuity-performance facts (one row per plan / portfolio / branch / product line of a month).
 -- The columns are the fact file's; the organization code may be blank or '(空白)', so it has no FK.
+-- 月度 and 期末资产规模 are text types because the example DAG loads this table with
+-- INSERT … SELECT from an all-text staging table, and PostgreSQL has no implicit text → date/numeric cast.
 CREATE TABLE IF NOT EXISTS "business"."规模明细" (
     "id"            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    "月度"          date          NOT NULL,
+    "月度"          varchar(10)   NOT NULL,  -- 'YYYY-MM-DD', the first day of the month
     "计划代码"      varchar(32)   NOT NULL REFERENCES "business"."年金计划" ("年金计划号"),
     "计划名称"      varchar(200),
     "计划类型"      varchar(32),
@@ -76,7 +78,7 @@ CREATE TABLE IF NOT EXISTS "business"."规模明细" (
     "机构名称"      varchar(64),
     "产品线代码"    varchar(16)   REFERENCES "business"."产品线" ("产品线代码"),
     "业务类型"      varchar(32),
-    "期末资产规模"  numeric(20, 2),
+    "期末资产规模"  varchar(32),  -- decimal text, e.g. '15162962.24'
     "主拓代码"      varchar(16),
     "主拓机构"      varchar(64)
 );
