@@ -33,7 +33,8 @@ import subprocess
 import sys
 import time
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -60,9 +61,12 @@ DAG_TIMEOUT_SECONDS = 600
 
 @dataclass(frozen=True)
 class DemoLayout:
-    """Where the demo keeps its state: everything under one folder (``.demo`` in the repo, git-ignored)."""
+    """Where the demo keeps its state: everything under one folder (``.demo`` in the repo, git-ignored).
+
+    ``airflow_home_dir`` puts AIRFLOW_HOME elsewhere (the tests reuse their session's migrated home)."""
 
     root: Path
+    airflow_home_dir: Path | None = None
 
     @property
     def servers(self) -> Path:
@@ -70,7 +74,7 @@ class DemoLayout:
 
     @property
     def airflow_home(self) -> Path:
-        return self.root / "airflow"
+        return self.airflow_home_dir or self.root / "airflow"
 
     @property
     def data(self) -> Path:
@@ -106,6 +110,32 @@ def create_warehouse_schema(pg_dsn: str) -> None:
     """Run ``sql/warehouse/business.sql`` (idempotent) in one transaction."""
     with psycopg.connect(pg_dsn) as conn:
         conn.execute(WAREHOUSE_DDL.read_text(encoding="utf-8"))
+
+
+@contextmanager
+def isolated_databases(pg_server_dsn: str, mysql_server_dsn: str, name: str) -> Iterator[tuple[str, str]]:
+    """A new PostgreSQL database and a new MySQL database called ``name`` on the given servers, dropped
+    afterwards; yields their DSNs.  The tests run the demo in these so that schema ``business`` and
+    ``refdata`` of other tests are never touched."""
+    pg_dsn = urlsplit(pg_server_dsn)._replace(path="/" + name).geturl()
+    mysql_dsn = urlsplit(mysql_server_dsn)._replace(path="/" + name).geturl()
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    mysql = sample_data.mysql_connect(urlsplit(mysql_server_dsn)._replace(path="/").geturl())
+    try:
+        mysql.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    finally:
+        mysql.close()
+    try:
+        yield pg_dsn, mysql_dsn
+    finally:
+        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        mysql = sample_data.mysql_connect(urlsplit(mysql_server_dsn)._replace(path="/").geturl())
+        try:
+            mysql.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            mysql.close()
 
 
 @dataclass

@@ -21,7 +21,7 @@ Command line::
 
     python -m devtools.sample_data load   --mysql-dsn mysql://u:pw@127.0.0.1:3306/legacy
     python -m devtools.sample_data mutate --mysql-dsn mysql://u:pw@127.0.0.1:3306/legacy
-    python -m devtools.sample_data facts  --out data/annuity_performance_202411.csv [--excel]
+    python -m devtools.sample_data facts  --out data/annuity_performance_202411.csv --month 2024-11 [--excel]
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 import yaml
 
@@ -101,9 +102,15 @@ _PLAN_FAMILIES = [
     ((("PL209", "PL210", "PL211"), "养老保障"), 0.15),
 ]
 
-# Legacy timestamps are spread over the ten months before the fact month.
+# Legacy timestamps are spread over ten months of 2024 (always before any incremental-sync watermark of a run).
 _LEGACY_EPOCH = dt.datetime(2024, 1, 1, 8, 0, 0)
 _LEGACY_SPAN_SECONDS = 300 * 24 * 3600
+
+
+def previous_month(timezone: str = "Asia/Shanghai") -> dt.date:
+    """The first day of the month before today's in ``timezone``."""
+    first_of_this_month = dt.datetime.now(ZoneInfo(timezone)).date().replace(day=1)
+    return (first_of_this_month - dt.timedelta(days=1)).replace(day=1)
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,9 @@ class SampleSpec:
     blank_org_ratio: float = 0.012  # fact rows with an empty 机构代码
     blank_marker_org_ratio: float = 0.012  # fact rows with 机构代码 '(空白)'
     fact_plan_share: float = 0.92  # share of the legacy plans that appear in this month's facts
-    month: dt.date = dt.date(2024, 11, 1)
+    # The previous month, like the annuity-performance DAG's default, so a trigger with an empty form finds
+    # the file.  Only the 月度 value and the file name depend on it; the rows do not.
+    month: dt.date = field(default_factory=lambda: previous_month())
     config_dir: Path = DEFAULT_CONFIG_DIR
 
     @classmethod
@@ -575,6 +584,8 @@ def _spec_from_args(args: argparse.Namespace) -> SampleSpec:
     overrides = {"config_dir": Path(args.config_dir)} if args.config_dir else {}
     if args.seed is not None:
         overrides["seed"] = args.seed
+    if args.month:
+        overrides["month"] = dt.datetime.strptime(args.month, "%Y-%m").date()
     return SampleSpec(**{**base.__dict__, **overrides})
 
 
@@ -589,6 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--excel", action="store_true", help="also write an .xlsx next to the CSV")
     parser.add_argument("--small", action="store_true", help="the test-sized world (120 plans, 3,000 facts)")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--month", help="fact month YYYY-MM (default: the previous month, Asia/Shanghai)")
     parser.add_argument("--config-dir", default=os.environ.get("REFDATA_CONFIG_DIR"))
     args = parser.parse_args(argv)
     world = generate(_spec_from_args(args))
