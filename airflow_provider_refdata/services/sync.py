@@ -7,14 +7,14 @@ serialize; different tables run independently):
 2. stream the source into a ``TEMP`` stage with COPY (string columns as ``text``, other columns in the
    target's types).  Transient source errors are retried with exponential backoff (tenacity); each attempt
    starts from an empty stage (savepoint), and ``SyncResult.attempts`` counts them;
-3. check the stage set-based: a duplicated key fails the table naming the key(s);
-4. merge: empty target → one ``INSERT … SELECT``; otherwise promote auto-derived rows the stage covers, then
-   ``INSERT … ON CONFLICT DO UPDATE`` of new and *changed* rows only; ``delete_insert`` then deletes
-   authoritative rows absent from the stage (auto-derived ones stay; a foreign key still needing a row
-   fails the table).  A value longer than its ``varchar(n)`` column fails the table, naming the key and
-   column (we chose "the table fails and rolls back" over "reject the row": a partial authoritative table
-   is worse than yesterday's complete one);
-5. write the new watermark (max ``updated_at`` staged) to ``refdata.sync_state`` and the result to
+3. merge: an empty target gets one ``INSERT … SELECT``; otherwise the stage is checked for duplicated keys
+   (one ``GROUP BY``; the table fails naming them), then one ``INSERT … ON CONFLICT DO UPDATE`` writes new
+   and *changed* rows only and promotes the auto-derived rows the stage covers; ``delete_insert`` then
+   deletes authoritative rows absent from the stage (auto-derived ones stay; a foreign key still needing a
+   row fails the table).  A value longer than its ``varchar(n)`` column fails the table, naming the key
+   and column (we chose "the table fails and rolls back" over "reject the row": a partial authoritative
+   table is worse than yesterday's complete one);
+4. write the new watermark (max ``updated_at`` staged) to ``refdata.sync_state`` and the result to
    ``refdata.run_log``, then commit.
 
 Any failure rolls the whole table back (rows and watermark exactly as before) and is then recorded in
@@ -67,6 +67,8 @@ logger = logging.getLogger(__name__)
 RUN_TYPE = "reference_sync"
 STAGE_NAME = "_refdata_sync_stage"
 DEFAULT_BATCH_SIZE = 5000
+# A stage this many times smaller than the target is merged with primary-key probes (see merge.upsert_changed).
+SMALL_STAGE_RATIO = 20
 
 
 class _Skip(Exception):  # internal control flow
@@ -254,12 +256,15 @@ class ReferenceSyncService:
             since = None
             if incremental is not None and result.watermark_before is not None and not force_full:
                 since = result.watermark_before - timedelta(seconds=incremental.lookback_seconds)
+            phase = time.perf_counter()
             columns = self._fill_stage(pg, cfg, source, info, result, since, batch_size)
+            logger.debug("Sync %s: staged %s rows in %.3f s", name, result.rows_read, time.perf_counter() - phase)
             data_columns = [c for c in columns if c != UPDATED_AT_COLUMN]
             if result.rows_read == 0 and cfg.sync_mode == "delete_insert":
                 raise _Skip("the source returned no rows; delete_insert would empty the table, nothing changed")
-            self._check_stage(pg, info, data_columns, key)
+            phase = time.perf_counter()
             self._merge(pg, cfg, info, data_columns, key, result)
+            logger.debug("Sync %s: merged in %.3f s", name, time.perf_counter() - phase)
             if UPDATED_AT_COLUMN in columns and result.rows_read:
                 seen = pg.execute(
                     sql.SQL("SELECT max({}) FROM {}").format(
@@ -346,33 +351,27 @@ class ReferenceSyncService:
         return list(read.columns)
 
     @staticmethod
-    def _check_stage(pg: psycopg.Connection, info: TableInfo, columns: Sequence[str], key: Sequence[str]) -> None:
-        duplicates = merge.find_duplicate_keys(pg, STAGE_NAME, key)
-        if duplicates:
-            table = f"{info.schema}.{info.table}"
-            shown = "; ".join(f"{_key_text(key, k)} ({n} rows)" for k, n in duplicates)
-            raise RefdataSyncError(
-                f"the source has duplicate keys for {table}: {shown}; nothing was changed",
-                table=table,
-                key=duplicates[0][0],
-                column=", ".join(key),
-            )
-
-    @staticmethod
     def _merge(
         pg: psycopg.Connection, cfg: Any, info: TableInfo, columns: list[str], key: list[str], result: SyncResult
     ) -> None:
         try:
             with pg.transaction():  # savepoint: lets us diagnose a failed statement against the stage
                 if merge.table_is_empty(pg, info.schema, info.table):
+                    # Nothing to compare with: one plain INSERT.  A duplicate key surfaces as UniqueViolation
+                    # (diagnosed below), which spares the empty-target load the separate duplicate check.
                     result.rows_inserted = merge.insert_all(pg, info, STAGE_NAME, columns)
                 else:
-                    result.rows_promoted = merge.promote_covered(pg, info, STAGE_NAME, columns, key)
-                    inserted, updated = merge.upsert_changed(pg, info, STAGE_NAME, columns, key)
-                    result.rows_inserted = inserted
-                    result.rows_updated = updated + result.rows_promoted
+                    _check_duplicates(pg, info, key)
+                    small = result.rows_read * SMALL_STAGE_RATIO < merge.estimated_rows(pg, info.schema, info.table)
+                    inserted, updated, promoted = merge.upsert_changed(
+                        pg, info, STAGE_NAME, columns, key, probe_by_key=small
+                    )
+                    result.rows_inserted, result.rows_updated, result.rows_promoted = inserted, updated, promoted
                     if cfg.sync_mode == "delete_insert":
                         result.rows_deleted = merge.delete_absent_authoritative(pg, info, STAGE_NAME, key)
+        except psycopg.errors.UniqueViolation:
+            _check_duplicates(pg, info, key)
+            raise
         except psycopg.errors.StringDataRightTruncation as exc:
             bad = merge.find_overlong_value(pg, STAGE_NAME, info, columns, key)
             if bad is None:
@@ -440,6 +439,20 @@ class ReferenceSyncService:
         except psycopg.Error as exc:
             _rollback_if_broken(pg)
             logger.warning("Could not record the %s outcome of %s in refdata.run_log: %s", status, result.table, exc)
+
+
+def _check_duplicates(pg: psycopg.Connection, info: TableInfo, key: Sequence[str]) -> None:
+    """Fail the table, naming the keys, when the stage holds a key more than once (set-based, one query)."""
+    duplicates = merge.find_duplicate_keys(pg, STAGE_NAME, key)
+    if duplicates:
+        table = f"{info.schema}.{info.table}"
+        shown = "; ".join(f"{_key_text(key, k)} ({n} rows)" for k, n in duplicates)
+        raise RefdataSyncError(
+            f"the source has duplicate keys for {table}: {shown}; nothing was changed",
+            table=table,
+            key=duplicates[0][0],
+            column=", ".join(key),
+        )
 
 
 def _copy_batches(pg: psycopg.Connection, stage: str, columns: Sequence[str], read: SourceRead) -> int:

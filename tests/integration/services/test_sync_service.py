@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
+from psycopg import sql
 
 from airflow_provider_refdata.services.sync import ReferenceSyncService
 from tests.integration.services.sync_env import ORG, PLAN, PORTFOLIO, PRODUCT_LINE, SyncEnv
@@ -138,6 +139,13 @@ def test_overlong_value_fails_the_table_and_keeps_rows_and_watermark(env):
 
 def test_duplicate_source_keys_fail_clearly_and_change_nothing(env):
     service = ReferenceSyncService()
+    # into an empty target (plain INSERT path) ...
+    env.mysql("INSERT INTO portfolio_plan VALUES ('Q001', '重复', 'P003', '2024-05-01')")
+    first = service.sync_all(env.config, env.sources(), env.pg_dsn, tables=["portfolio_plan"])[0]
+    assert "duplicate keys" in first.error and "组合代码='Q001' (2 rows)" in first.error
+    assert env.rows(PORTFOLIO) == [] and env.watermark(PORTFOLIO) is None
+    env.mysql("DELETE FROM portfolio_plan WHERE portfolio_name = '重复'")
+    # ... and into a filled one (merge path)
     service.sync_all(env.config, env.sources(), env.pg_dsn, tables=["portfolio_plan"])
     before = env.rows(PORTFOLIO, with_xmin=True)
     env.mysql(
@@ -174,3 +182,23 @@ def test_disabled_config_and_table_filter(env):
     assert [r.table for r in service.sync_all(conn=env.pg_dsn, tables=["organization"])] == [f"{env.schema}.{ORG}"]
     env.write_config(enabled=False)
     assert service.sync_all(env.config, conn=env.pg_dsn) == []
+
+
+def test_small_incremental_batch_against_a_larger_table_counts_and_promotes_exactly(env):
+    # 3,003 rows in the target and 3 staged: the merge probes the primary key per staged row
+    env.mysql(
+        "INSERT INTO annuity_plan SELECT CONCAT('X', seq), CONCAT('计划', seq), '单一', NULL, '2023-01-01' "
+        "FROM seq_1_to_3000"
+    )
+    service = ReferenceSyncService()
+    assert service.sync_all(env.config, env.sources(), env.pg_dsn, tables=["annuity_plan"])[0].rows_inserted == 3003
+    env.pg(sql.SQL("ANALYZE {}.{}").format(sql.Identifier(env.schema), sql.Identifier(PLAN)))
+    env.mysql("UPDATE annuity_plan SET plan_name = '改', updated_at = '2024-09-01' WHERE plan_code = 'X7'")
+    env.mysql("INSERT INTO annuity_plan VALUES ('P950', '新计划', '集合', NULL, '2024-09-01')")
+    env.add_auto_derived(PLAN, {"年金计划号": "P950", "计划名称": "推导", "备注": "保留"})
+    result = service.sync_all(env.config, env.sources(), env.pg_dsn, tables=["annuity_plan"])[0]
+    counts = (result.rows_read, result.rows_inserted, result.rows_updated, result.rows_promoted, result.rows_unchanged)
+    assert counts == (3, 0, 2, 1, 1)  # X7 changed, P950 promoted, P003 re-read inside the lookback window
+    rows = {r[0]: r for r in env.rows(PLAN)}
+    assert rows["P950"][:8] == ("P950", "新计划", "集合", None, "保留", "authoritative", False, None)
+    assert rows["X7"][1] == "改"
