@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk import DAG, Param, task
 
+from airflow_provider_refdata.assets import REFERENCE_SYNC_ASSET
 from airflow_provider_refdata.operators.hybrid import HybridReferenceOperator
 
 DOMAIN = "annuity_performance"
@@ -33,19 +34,6 @@ MONTH_COLUMN = "月度"
 TZ = "Asia/Shanghai"
 
 log = logging.getLogger(__name__)
-
-
-def _sync_asset() -> Asset:
-    """The Asset the reference-sync DAG emits (from ``airflow_provider_refdata.assets`` when it is there)."""
-    try:
-        from airflow_provider_refdata import assets
-    except ImportError:
-        return Asset("refdata://reference_sync")
-    for name in ("REFERENCE_SYNC_ASSET", "REFERENCE_SYNC", "reference_sync_asset"):
-        value = getattr(assets, name, None)
-        if isinstance(value, Asset):
-            return value
-    return next((v for v in vars(assets).values() if isinstance(v, Asset)), Asset("refdata://reference_sync"))
 
 
 def _month(params: dict[str, Any]) -> str:
@@ -64,7 +52,7 @@ def _warehouse():
 with DAG(
     dag_id="refdata_annuity_performance",
     description="Coverage check and selective backfill of reference data, then load the month's annuity facts",
-    schedule=[_sync_asset()],
+    schedule=[REFERENCE_SYNC_ASSET],
     start_date=datetime(2024, 1, 1, tzinfo=pendulum.timezone(TZ)),
     catchup=False,
     max_active_runs=1,

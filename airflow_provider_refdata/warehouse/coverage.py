@@ -69,6 +69,8 @@ def stage_keys(conn: psycopg.Connection, stage: str, keys: Sequence[str] | np.nd
     """
     create_stage(conn, stage, [POSITION_COLUMN, KEY_COLUMN], ["integer", stage_type(key_column)])
     copy_frame(conn, stage, pd.DataFrame({POSITION_COLUMN: np.arange(len(keys)), KEY_COLUMN: keys}))
+    # A fresh temp table has no statistics; with them the planner picks the right join for the key count.
+    conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
 
 
 def measure_coverage(conn: psycopg.Connection, stage: str, info: TableInfo, key: str) -> CoverageCounts:

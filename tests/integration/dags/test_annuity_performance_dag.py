@@ -134,4 +134,6 @@ def test_dag_parses_without_io_and_has_the_form(monkeypatch):
     assert set(params.keys()) == {"month", "fact_file", "auto_derived_threshold", "plan_only"}
     for name in params.keys():
         assert params.get_param(name).description
-    assert "Asset" in type(dag.timetable).__name__  # triggered by the sync Asset; manual runs always work
+    # Triggered by the reference-sync Asset; manual runs always work.
+    assert "Asset" in type(dag.timetable).__name__
+    assert "refdata://reference_sync" in repr(dag.timetable.asset_condition)
