@@ -116,7 +116,7 @@ class Standalone:
         if self.process is None:
             return []
         self.process.poll()  # reap our own child so it does not count as a member
-        return sorted(pid for pid, state in _process_group(self.process.pid) if state != "Z")
+        return sorted(pid for pid, state in process_group(self.process.pid) if state != "Z")
 
     def _wait(self, seconds: float, *, leader_only: bool = False) -> bool:
         """Wait until the group is empty (or, with ``leader_only``, only the leader is left)."""
@@ -163,7 +163,7 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _process_group(pgid: int) -> list[tuple[int, str]]:
+def process_group(pgid: int) -> list[tuple[int, str]]:
     """(pid, state) of every process whose process group is ``pgid``, read from /proc."""
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):

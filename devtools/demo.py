@@ -112,30 +112,33 @@ def create_warehouse_schema(pg_dsn: str) -> None:
         conn.execute(WAREHOUSE_DDL.read_text(encoding="utf-8"))
 
 
-@contextmanager
-def isolated_databases(pg_server_dsn: str, mysql_server_dsn: str, name: str) -> Iterator[tuple[str, str]]:
-    """A new PostgreSQL database and a new MySQL database called ``name`` on the given servers, dropped
-    afterwards; yields their DSNs.  The tests run the demo in these so that schema ``business`` and
-    ``refdata`` of other tests are never touched."""
-    pg_dsn = urlsplit(pg_server_dsn)._replace(path="/" + name).geturl()
-    mysql_dsn = urlsplit(mysql_server_dsn)._replace(path="/" + name).geturl()
+def _admin(pg_server_dsn: str, mysql_server_dsn: str, pg_statement: sql.Composable, mysql_statement: str) -> None:
+    """Run one server-level statement on each server (CREATE/DROP DATABASE cannot run in a transaction)."""
     with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        conn.execute(pg_statement)
     mysql = sample_data.mysql_connect(urlsplit(mysql_server_dsn)._replace(path="/").geturl())
     try:
-        mysql.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        mysql.cursor().execute(mysql_statement)
     finally:
         mysql.close()
+
+
+@contextmanager
+def isolated_databases(pg_server_dsn: str, mysql_server_dsn: str, name: str) -> Iterator[tuple[str, str]]:
+    """A new PostgreSQL database and a new MySQL database called ``name`` (letters, digits, ``_``) on the
+    given servers, dropped afterwards; yields their DSNs.  The tests run the demo in these so that schema
+    ``business`` and ``refdata`` of other tests are never touched."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise ValueError(f"not a plain database name: {name!r}")
+    pg_dsn = urlsplit(pg_server_dsn)._replace(path="/" + name).geturl()
+    mysql_dsn = urlsplit(mysql_server_dsn)._replace(path="/" + name).geturl()
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    _admin(pg_server_dsn, mysql_server_dsn, create, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     try:
         yield pg_dsn, mysql_dsn
     finally:
-        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        mysql = sample_data.mysql_connect(urlsplit(mysql_server_dsn)._replace(path="/").geturl())
-        try:
-            mysql.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
-        finally:
-            mysql.close()
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        _admin(pg_server_dsn, mysql_server_dsn, drop, f"DROP DATABASE IF EXISTS `{name}`")
 
 
 @dataclass
