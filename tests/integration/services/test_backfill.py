@@ -115,3 +115,40 @@ def test_value_too_long_names_key_and_column_and_other_tables_proceed(pg_conn, p
             for t in (PLAN, PORTFOLIO, ORG)
         ]
     assert counts == [0, 0, 1]
+
+
+def test_integer_key_and_numeric_columns_are_cast_from_text(pg_conn, pg_schema):
+    from airflow_provider_refdata import ForeignKeyConfig
+
+    with pg_conn.transaction():
+        pg_conn.execute(
+            sql.SQL("CREATE TABLE {}.{} (编号 integer PRIMARY KEY, 组合数 integer, 起始 date)").format(
+                sql.Identifier(pg_schema), sql.Identifier("数字表")
+            )
+        )
+    fk = ForeignKeyConfig(
+        name="fk_numeric",
+        source_column="编号",
+        target_schema=pg_schema,
+        target_table="数字表",
+        target_key="编号",
+        backfill_columns=[
+            {"source": "组合代码", "target": "组合数", "aggregation": {"type": "count_distinct"}},
+            {"source": "日期", "target": "起始"},
+        ],
+    )
+    facts = pd.DataFrame({"编号": [1001.0, 1001.0, 7.0], "组合代码": ["Q1", "Q2", None], "日期": ["2024-06-30"] * 3})
+
+    result = GenericBackfillService(DOMAIN).run(facts, [fk], pg_conn)
+
+    assert result.tables[0].error is None and result.total_inserted == 2
+    with pg_conn.transaction():
+        assert pg_conn.execute(
+            sql.SQL("SELECT 编号, 组合数, 起始::text, _source FROM {}.{} ORDER BY 1").format(
+                sql.Identifier(pg_schema), sql.Identifier("数字表")
+            )
+        ).fetchall() == [(7, 0, "2024-06-30", "auto_derived"), (1001, 2, "2024-06-30", "auto_derived")]
+
+    bad = GenericBackfillService(DOMAIN).run(facts.assign(编号=["X1", "1001", "7"]), [fk], pg_conn)
+    assert "InvalidTextRepresentation" in bad.tables[0].error  # reported, not raised
+    assert pg_conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
