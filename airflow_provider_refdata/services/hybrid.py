@@ -108,7 +108,7 @@ class HybridReferenceService:
         started_at = datetime.now(UTC)
         started = time.perf_counter()
         threshold = self.auto_derived_threshold if auto_derived_threshold is None else auto_derived_threshold
-        skip = set(skip_tables)
+        skip = {skip_tables} if isinstance(skip_tables, str) else set(skip_tables)
         order = processing_order(fk_configs)
         backfill = self.backfill_service or GenericBackfillService(domain)
         problems: list[str] = []
@@ -129,7 +129,7 @@ class HybridReferenceService:
                     problems.append(f"{fk.qualified_table} ({fk.name}): {outcome.error}")
                 outcomes.append(outcome)
             self._fill_result(result, order, outcomes, df, coverage_only, started)
-            self._ratios(pg, result, order, outcomes, threshold, skip, problems)
+            self._ratios(pg, result, order, outcomes, threshold, problems)
             result.degraded_mode = bool(problems)
             result.degradation_reason = "; ".join(problems) or None
             result.duration_seconds = round(time.perf_counter() - started, 6)
@@ -221,7 +221,6 @@ class HybridReferenceService:
         order: Sequence[ForeignKeyConfig],
         outcomes: list[TableOutcome],
         threshold: float,
-        skip: set[str],
         problems: list[str],
     ) -> None:
         """Auto-derived / all rows per referenced table (projected with the would-be inserts in plan mode)."""
