@@ -37,9 +37,6 @@ if TYPE_CHECKING:
 
     from airflow_provider_refdata.config import SyncTableConfig
 
-#: Extra staging column holding the source row's ``updated_at`` (incremental tables only).
-UPDATED_AT_COLUMN = "__refdata_updated_at"
-
 DEFAULT_TIMEOUT_SECONDS = 30
 
 Batch = bytes | list[tuple]
@@ -57,15 +54,17 @@ class SourceUnavailableError(RefdataSourceError):
 class SourceRead:
     """One open read of a source table.
 
-    :param columns: staging columns in order: target column names, plus :data:`UPDATED_AT_COLUMN` last
-        when the read is incremental-capable.
+    :param columns: target column names, in the order of the values in each batch.
     :param batches: iterator of COPY-text ``bytes`` or lists of row tuples, in ``columns`` order.
     :param description: safe description of where the rows come from (no credentials).
+    :param max_updated_at: for incremental tables, the largest ``updated_at`` among the rows yielded so far
+        (complete once ``batches`` is exhausted); ``None`` when unknown or no rows.
     """
 
     columns: list[str]
     batches: Iterator[Batch]
     description: str
+    max_updated_at: datetime | None = None
 
 
 @runtime_checkable
@@ -204,7 +203,7 @@ class MySqlSource:
         return {_text(name): _text(dtype).lower() for name, dtype in cur.fetchall()}
 
     @staticmethod
-    def _copy_expression(column: str, data_type: str, params: list[Any], *, utc_suffix: bool = True) -> str:
+    def _copy_expression(column: str, data_type: str, params: list[Any]) -> str:
         """SQL rendering one column as COPY text (NULL → ``\\N``); appends its bound values to ``params``."""
         q = _mysql_ident(column)
         if data_type in _CHAR_TYPES:
@@ -216,7 +215,7 @@ class MySqlSource:
         elif data_type in _DATE_TYPES:
             # Zero dates ('0000-00-00', '2020-00-00') are not dates anywhere else: NULL.
             value = f"IF(YEAR({q}) = 0 OR MONTH({q}) = 0 OR DAYOFMONTH({q}) = 0, NULL, CAST({q} AS CHAR))"
-            if data_type == "timestamp" and utc_suffix:
+            if data_type == "timestamp":
                 # The session renders TIMESTAMP in UTC; say so, so a timestamptz target stores the right instant.
                 value = f"CONCAT({value}, %s)"
                 params.append("+00")
@@ -231,7 +230,11 @@ class MySqlSource:
     def build_query(
         self, table_config: SyncTableConfig, types: dict[str, str], since: datetime | None
     ) -> tuple[str, list[Any], list[str]]:
-        """The SELECT rendering each row as one COPY line, its parameters, and the staging columns."""
+        """The SELECT, its parameters, and the target columns.
+
+        The first result column is the row rendered as one COPY line; incremental tables get a second one,
+        ``updated_at`` as ISO text (zero dates NULL), from which the stream keeps the maximum.
+        """
         source = table_config.source_config
         missing = [m.source for m in source.columns if m.source not in types]
         incremental = source.incremental
@@ -246,22 +249,18 @@ class MySqlSource:
             )
         params: list[Any] = ["\t"]
         parts = [self._copy_expression(m.source, types[m.source], params) for m in source.columns]
-        columns = [m.target for m in source.columns]
+        select = f"CONCAT_WS(%s, {', '.join(parts)})"
         if incremental is not None:
-            parts.append(
-                self._copy_expression(
-                    incremental.updated_at_column, types[incremental.updated_at_column], params, utc_suffix=False
-                )
-            )
-            columns.append(UPDATED_AT_COLUMN)
+            q = _mysql_ident(incremental.updated_at_column)
+            select += f", IF(YEAR({q}) = 0 OR MONTH({q}) = 0 OR DAYOFMONTH({q}) = 0, NULL, CAST({q} AS CHAR))"
         table_sql = _mysql_ident(source.table)
         if source.database:
             table_sql = f"{_mysql_ident(source.database)}.{table_sql}"
-        query = f"SELECT CONCAT_WS(%s, {', '.join(parts)}) FROM {table_sql}"  # noqa: S608 - identifiers quoted
+        query = f"SELECT {select} FROM {table_sql}"  # noqa: S608 - identifiers quoted, values bound
         if incremental is not None and since is not None:
             query += f" WHERE {_mysql_ident(incremental.updated_at_column)} >= %s"
             params.append(since)
-        return query, params, columns
+        return query, params, [m.target for m in source.columns]
 
     @contextmanager
     def stream(self, table_config: SyncTableConfig, since: datetime | None, batch_size: int) -> Iterator[SourceRead]:
@@ -288,25 +287,36 @@ class MySqlSource:
                 cur.execute(query, params)
             except MySQLdb.Error as exc:
                 raise self._error(exc, database, source.table) from None
-            yield SourceRead(
+            read = SourceRead(
                 columns=columns,
-                batches=self._batches(conn, cur, max(batch_size, self.fetch_size), database, source.table),
+                batches=iter(()),
                 description=f"legacy MySQL {self.describe(database)} table {source.table}",
             )
+            read.batches = self._batches(conn, cur, read, max(batch_size, self.fetch_size), database, source.table)
+            yield read
         finally:
             try:
                 conn.close()
             except MySQLdb.Error:
                 pass
 
-    def _batches(self, conn: Any, cur: Any, size: int, database: str | None, table: str) -> Iterator[bytes]:
+    def _batches(
+        self, conn: Any, cur: Any, read: SourceRead, size: int, database: str | None, table: str
+    ) -> Iterator[bytes]:
         import MySQLdb
 
+        latest: bytes | None = None
         try:
             while True:
                 rows = cur.fetchmany(size)
                 if not rows:
                     break
+                if len(rows[0]) > 1:
+                    # ISO text of one column type compares like the timestamps it spells.
+                    batch_max = max((row[1] for row in rows if row[1] is not None), default=None)
+                    if batch_max is not None and (latest is None or batch_max > latest):
+                        latest = batch_max
+                        read.max_updated_at = datetime.fromisoformat(_text(latest))
                 yield b"\n".join([row[0] for row in rows]) + b"\n"
             cur.close()
             # End the read transaction at once: an open unbuffered read holds a metadata lock on the table.

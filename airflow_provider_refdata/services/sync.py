@@ -43,7 +43,6 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from airflow_provider_refdata.exceptions import RefdataConfigError, RefdataError, RefdataSyncError
 from airflow_provider_refdata.results import SyncResult
 from airflow_provider_refdata.services.sources import (
-    UPDATED_AT_COLUMN,
     ReferenceSource,
     SourceRead,
     SourceSkipped,
@@ -52,6 +51,7 @@ from airflow_provider_refdata.services.sources import (
 from airflow_provider_refdata.warehouse import merge
 from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
+from airflow_provider_refdata.warehouse.sqlbits import ident_list, table_ref
 from airflow_provider_refdata.warehouse.staging import create_stage
 from airflow_provider_refdata.warehouse.state import (
     ensure_state_tables,
@@ -257,23 +257,28 @@ class ReferenceSyncService:
             if incremental is not None and result.watermark_before is not None and not force_full:
                 since = result.watermark_before - timedelta(seconds=incremental.lookback_seconds)
             phase = time.perf_counter()
-            columns = self._fill_stage(pg, cfg, source, info, result, since, batch_size)
-            logger.debug("Sync %s: staged %s rows in %.3f s", name, result.rows_read, time.perf_counter() - phase)
-            data_columns = [c for c in columns if c != UPDATED_AT_COLUMN]
-            if result.rows_read == 0 and cfg.sync_mode == "delete_insert":
-                raise _Skip("the source returned no rows; delete_insert would empty the table, nothing changed")
-            phase = time.perf_counter()
-            self._merge(pg, cfg, info, data_columns, key, result)
-            logger.debug("Sync %s: merged in %.3f s", name, time.perf_counter() - phase)
-            if UPDATED_AT_COLUMN in columns and result.rows_read:
-                seen = pg.execute(
-                    sql.SQL("SELECT max({}) FROM {}").format(
-                        sql.Identifier(UPDATED_AT_COLUMN), sql.Identifier(STAGE_NAME)
-                    )
-                ).fetchone()[0]
-                result.watermark_after = seen if seen is not None else result.watermark_before
-            else:
-                result.watermark_after = result.watermark_before
+            loaded = False
+            if merge.table_is_empty(pg, info.schema, info.table):
+                # Nothing to compare with: COPY straight into the target (its defaults are the authoritative
+                # tracking values).  If PostgreSQL rejects a row (duplicate key, over-long value, bad type),
+                # fall back to the staged path below, which re-reads the source and names the key and column.
+                try:
+                    with pg.transaction():
+                        _, seen = self._load(pg, cfg, source, info, result, since, batch_size, into_target=True)
+                        self._skip_if_empty_replace(cfg, result)
+                        result.rows_inserted = result.rows_read
+                    loaded = True
+                except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+                    logger.info("COPY into empty %s rejected (%s); staging to diagnose", name, exc.diag.message_primary)
+                    result.rows_read = 0
+            if not loaded:
+                columns, seen = self._load(pg, cfg, source, info, result, since, batch_size, into_target=False)
+                self._skip_if_empty_replace(cfg, result)
+                logger.debug("Sync %s: staged %s rows in %.3f s", name, result.rows_read, time.perf_counter() - phase)
+                phase = time.perf_counter()
+                self._merge(pg, cfg, info, columns, key, result)
+            logger.debug("Sync %s: loaded in %.3f s", name, time.perf_counter() - phase)
+            result.watermark_after = seen if seen is not None and result.rows_read else result.watermark_before
             result.duration_seconds = round((datetime.now(UTC) - started_at).total_seconds(), 3)
             if plan_only:
                 # Same statements, same counts; the rollback makes sure nothing is kept.
@@ -288,7 +293,12 @@ class ReferenceSyncService:
                 result=result.model_dump(mode="json"),
             )
 
-    def _fill_stage(
+    @staticmethod
+    def _skip_if_empty_replace(cfg: Any, result: SyncResult) -> None:
+        if result.rows_read == 0 and cfg.sync_mode == "delete_insert":
+            raise _Skip("the source returned no rows; delete_insert would empty the table, nothing changed")
+
+    def _load(
         self,
         pg: psycopg.Connection,
         cfg: Any,
@@ -297,8 +307,13 @@ class ReferenceSyncService:
         result: SyncResult,
         since: datetime | None,
         batch_size: int,
-    ) -> list[str]:
-        """Stream the source into the stage, retrying transient source errors; returns the stage columns."""
+        *,
+        into_target: bool,
+    ) -> tuple[list[str], datetime | None]:
+        """COPY the source into the target (empty) or a new stage, retrying transient source errors.
+
+        Returns the columns loaded and the largest ``updated_at`` read (incremental tables, else ``None``).
+        """
         retrying = Retrying(
             stop=stop_after_attempt(self.retry_attempts),
             wait=wait_exponential(
@@ -315,6 +330,7 @@ class ReferenceSyncService:
                 state.outcome.exception() if state.outcome else None,
             ),
         )
+        seen: datetime | None = None
         columns: list[str] = []
         try:
             for attempt in retrying:
@@ -323,22 +339,25 @@ class ReferenceSyncService:
                     # Each attempt starts from the state before the first one (savepoint).
                     with pg.transaction(), source.stream(cfg, since, batch_size) as read:
                         columns = self._validate_columns(cfg, info, read)
-                        types = merge.stage_types(info, [c for c in columns if c != UPDATED_AT_COLUMN])
-                        if UPDATED_AT_COLUMN in columns:
-                            types.append("timestamp")
-                        create_stage(pg, STAGE_NAME, columns, types)
-                        result.rows_read = _copy_batches(pg, STAGE_NAME, columns, read)
+                        if into_target:
+                            destination = table_ref(info.schema, info.table)
+                        else:
+                            create_stage(pg, STAGE_NAME, columns, merge.stage_types(info, columns))
+                            destination = sql.Identifier(STAGE_NAME)
+                        result.rows_read = _copy_batches(pg, destination, columns, read)
+                        seen = read.max_updated_at
         except SourceSkipped as skip:
             raise _Skip(str(skip)) from None
         except SourceUnavailableError as exc:
             raise RefdataSyncError(f"{exc} (gave up after {result.attempts} attempt(s))", table=result.table) from exc
-        # Good row estimates matter for the merge's join plans.
-        pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(STAGE_NAME)))
-        return columns
+        if not into_target:
+            # Good row estimates matter for the merge's join plans.
+            pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(STAGE_NAME)))
+        return columns, seen
 
     @staticmethod
     def _validate_columns(cfg: Any, info: TableInfo, read: SourceRead) -> list[str]:
-        data_columns = [c for c in read.columns if c != UPDATED_AT_COLUMN]
+        data_columns = list(read.columns)
         unknown = [c for c in data_columns if c not in info.columns or c in TRACKING_COLUMN_NAMES]
         if unknown:
             message = f"{read.description}: column(s) {', '.join(unknown)} are not columns of {cfg.qualified_table}"
@@ -455,11 +474,9 @@ def _check_duplicates(pg: psycopg.Connection, info: TableInfo, key: Sequence[str
         )
 
 
-def _copy_batches(pg: psycopg.Connection, stage: str, columns: Sequence[str], read: SourceRead) -> int:
-    """COPY every batch of ``read`` into the stage; returns the number of rows copied."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(stage), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-    )
+def _copy_batches(pg: psycopg.Connection, destination: sql.Composable, columns: Sequence[str], read: SourceRead) -> int:
+    """COPY every batch of ``read`` into ``destination`` (a table reference); returns the number of rows copied."""
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(destination, ident_list(columns))
     with pg.cursor() as cur:
         with cur.copy(statement) as copy:
             for batch in read.batches:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 from airflow_provider_refdata.hooks import LegacyMySqlHook, YamlReferenceHook
-from airflow_provider_refdata.services.sources import UPDATED_AT_COLUMN
 from airflow_provider_refdata.services.sync import ReferenceSyncService
 from tests.integration.services.sync_env import PLAN, PRODUCT_LINE, SyncEnv
 
@@ -27,8 +27,9 @@ def test_legacy_mysql_hook_streams_from_the_airflow_connection(
     assert hook.describe().endswith("/legacy") and "secret" not in hook.describe()
     table = env.config.table("annuity_plan")
     with hook.stream(table, None, 100) as read:
-        assert read.columns[-1] == UPDATED_AT_COLUMN
+        assert read.columns == ["年金计划号", "计划名称", "计划类型", "客户名称"]
         lines = b"".join(read.batches).decode().splitlines()
+        assert read.max_updated_at == datetime(2024, 1, 3, 8, 0)
     assert len(lines) == 3 and lines[0].startswith("P001\t甲计划\t")
     # the hook is a MySqlHook: ordinary DB-API helpers still work
     assert hook.get_records(f"SELECT count(*) FROM `{mysql_db}`.annuity_plan")[0][0] == 3

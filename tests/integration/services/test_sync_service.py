@@ -202,3 +202,11 @@ def test_small_incremental_batch_against_a_larger_table_counts_and_promotes_exac
     rows = {r[0]: r for r in env.rows(PLAN)}
     assert rows["P950"][:8] == ("P950", "新计划", "集合", None, "保留", "authoritative", False, None)
     assert rows["X7"][1] == "改"
+
+
+def test_overlong_value_on_the_first_load_is_named_too(env):
+    env.mysql("UPDATE annuity_plan SET plan_name = %s WHERE plan_code = 'P003'", ("长" * 51,))
+    result = ReferenceSyncService().sync_all(env.config, env.sources(), env.pg_dsn, tables=["annuity_plan"])[0]
+    # the direct COPY into the empty table is rejected; the staged retry names key and column
+    assert "'P003'" in result.error and "'计划名称'" in result.error and "allows 50" in result.error
+    assert env.rows(PLAN) == [] and env.watermark(PLAN) is None

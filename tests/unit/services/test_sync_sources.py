@@ -12,7 +12,6 @@ import pytest
 from airflow_provider_refdata.config import ReferenceSyncConfig
 from airflow_provider_refdata.results import SyncResult
 from airflow_provider_refdata.services.sources import (
-    UPDATED_AT_COLUMN,
     MySqlSource,
     SourceSkipped,
     YamlFileSource,
@@ -67,7 +66,8 @@ def test_mysql_query_quotes_identifiers_and_binds_every_value(tmp_path):
     since = datetime(2024, 1, 1)
     types = {"plan code": "varchar", "n": "datetime", "updated_at": "timestamp"}
     query, params, columns = MySqlSource().build_query(table, types, since)
-    assert columns == ["年金计划号", "名", UPDATED_AT_COLUMN]
+    assert columns == ["年金计划号", "名"]
+    assert ", IF(YEAR(`updated_at`) = 0" in query  # second result column: updated_at for the watermark
     assert "FROM `annuity``plan`" in query and "TRIM(`plan code`)" in query
     assert query.endswith("WHERE `updated_at` >= %s") and params[-1] == since
     assert query.count("%s") == len(params)
