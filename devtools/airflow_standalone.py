@@ -49,6 +49,9 @@ class Standalone:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             # The generated admin password lands in AIRFLOW_HOME (read back by `password`).
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            # Both DAGs can be triggered from the UI right away.  Neither starts work on its own at once except
+            # the sync DAG's latest 01:00 slot (catchup is off), which is a real, harmless sync.
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             # Four LocalExecutor workers are plenty for the example DAGs (the default is 32 processes).
             "AIRFLOW__CORE__PARALLELISM": "4",
             # Parse the dags folder often so a changed DAG shows up quickly in the UI.

@@ -92,3 +92,25 @@ def test_demo_twice_full_then_incremental(tmp_path, airflow_db, demo_databases):
     assert second.table_sources[PLAN]["auto_derived"] == len(new_plans) - 2
     assert second.facts_loaded == len(facts)
     assert "run 2: incremental" in text and "promoted to authoritative: " in text
+
+
+def test_sample_world_is_deterministic_and_shaped_like_a_real_month():
+    spec = SampleSpec()
+    world = sample_data.generate(spec)
+    facts = world.fact_rows()
+    assert sample_data.generate(spec).fact_rows() == facts  # same seed, same rows
+    assert len(world.legacy_plans) == 1200 and 1300 <= len(world.legacy_portfolios) <= 1500
+    assert [b.code for b in world.branches] == [f"G{i:02d}" for i in range(38)]
+    assert len(facts) == 37_000 and list(facts[0]) == sample_data.FACT_COLUMNS
+    # Every portfolio points at a plan; legacy portfolios at legacy plans (the warehouse has a real FK).
+    legacy_plans = {p.code for p in world.legacy_plans}
+    assert all(p.plan_code in legacy_plans for p in world.legacy_portfolios)
+    fact_plans = {r["计划代码"] for r in facts}
+    fact_portfolios = {r["组合代码"] for r in facts}
+    new_plan_share = len(fact_plans - legacy_plans) / len(fact_plans)
+    new_portfolio_share = len(fact_portfolios - {p.code for p in world.legacy_portfolios}) / len(fact_portfolios)
+    assert 0.01 < new_plan_share < 0.06 and 0.01 < new_portfolio_share < 0.08
+    org_codes = [r["机构代码"] for r in facts]
+    assert 0 < org_codes.count("") < 0.03 * len(facts) and 0 < org_codes.count(BLANK_MARKER) < 0.03 * len(facts)
+    assert {r["产品线代码"] for r in facts} <= set(sample_data.load_product_lines(spec.config_dir))
+    assert all("\u4e00" <= r["客户名称"][0] <= "\u9fff" for r in facts[:100])  # Chinese names
