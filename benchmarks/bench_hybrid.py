@@ -33,10 +33,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.memory import PeakRss
 
 SCHEMA = "bench"
 DOMAIN = "annuity_performance"
@@ -177,38 +178,6 @@ def make_facts(n: int, seed: int = 5):
 # ------------------------------------------------------------------------------------------------------------
 
 
-class _PeakRss:
-    """Samples this process's RSS in a thread; ``growth_mb`` = peak − RSS at start."""
-
-    def __init__(self, interval: float = 0.005) -> None:
-        import psutil
-
-        self._proc = psutil.Process()
-        self.baseline = self._proc.memory_info().rss
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._interval = interval
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            time.sleep(self._interval)
-
-    def __enter__(self) -> _PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    @property
-    def growth_mb(self) -> float:
-        return (self.peak - self.baseline) / 2**20
-
-
 def per_value_baseline(df, configs, conn) -> int:
     """The naive design: one existence query per distinct value, one INSERT per missing value."""
     from psycopg import sql
@@ -253,7 +222,7 @@ def child(approach: str, rows: int, dsn: str) -> dict[str, Any]:
         warm = df.head(10).assign(计划代码=existing, 组合代码="Q000001", 机构代码="G000001", 产品线代码="L000001")
         if approach == "refdata":
             HybridReferenceService().ensure_references("warmup", warm, configs, conn)
-        with _PeakRss() as rss:
+        with PeakRss() as rss:
             started = time.perf_counter()
             if approach == "refdata":
                 result = HybridReferenceService().ensure_references(DOMAIN, df, configs, conn)
