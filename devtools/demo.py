@@ -5,13 +5,15 @@
 2. creates the warehouse schema ``business`` from ``sql/warehouse/business.sql``;
 3. the first time, loads the legacy database from ``devtools.sample_data``; every later time applies one
    *mutation round* instead (a few rows change, ``updated_at`` bumped), so the sync has something new to read;
-4. writes the month's fact file (``.demo/data/annuity_performance_202411.csv``);
+4. writes the month's fact file (``.demo/data/annuity_performance_<YYYYMM>.csv``, the previous month: the
+   annuity-performance DAG's default);
 5. runs the DAG ``refdata_reference_sync`` and then ``refdata_annuity_performance`` with ``airflow dags test``
    (real operators, connections through ``AIRFLOW_CONN_*``, an ``AIRFLOW_HOME`` under ``.demo/airflow`` with a
    SQLite metadata database);
-6. prints the report from ``refdata.run_log``, ``refdata.sync_state`` and the tables themselves, with the
-   coverage measured again directly against the tables, and the fact rows the DAG loaded into
-   ``business."规模明细"`` (real foreign keys: that load fails if a key is missing).
+6. prints the report: the run's results from ``refdata.run_log``, the coverage measured again directly
+   against the tables, the rows per ``_source``, the fact rows the DAG loaded into ``business."规模明细"``
+   (real foreign keys: that load fails if a key is missing), and how to query ``refdata.run_log`` and
+   ``refdata.sync_state`` and where the DAG logs are.
 
 Usage::
 
