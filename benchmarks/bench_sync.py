@@ -362,7 +362,8 @@ def machine() -> str:
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}, psycopg {psycopg.__version__}, "
-        f"mysqlclient {'.'.join(map(str, MySQLdb.version_info[:3]))}, pandas {pandas.__version__}"
+        f"mysqlclient {'.'.join(map(str, MySQLdb.version_info[:3]))}, pandas {pandas.__version__}; "
+        f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())} (the machine is shared)"
     )
 
 

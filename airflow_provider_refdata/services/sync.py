@@ -69,6 +69,7 @@ STAGE_NAME = "_refdata_sync_stage"
 DEFAULT_BATCH_SIZE = 5000
 # A stage this many times smaller than the target is merged with primary-key probes (see merge.upsert_changed).
 SMALL_STAGE_RATIO = 20
+ANALYZE_MIN_ROWS = 50_000
 
 
 class _Skip(Exception):  # internal control flow
@@ -350,8 +351,8 @@ class ReferenceSyncService:
             raise _Skip(str(skip)) from None
         except SourceUnavailableError as exc:
             raise RefdataSyncError(f"{exc} (gave up after {result.attempts} attempt(s))", table=result.table) from exc
-        if not into_target:
-            # Good row estimates matter for the merge's join plans.
+        if not into_target and result.rows_read >= ANALYZE_MIN_ROWS:
+            # Statistics matter for the big joins of a full re-sync; a small stage is probed by key anyway.
             pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(STAGE_NAME)))
         return columns, seen
 
