@@ -92,3 +92,19 @@ def _restore_dag_module():
     import dags.refdata_reference_sync as module
 
     importlib.reload(module)
+
+
+def test_default_config_path_is_the_shipped_configuration(monkeypatch):
+    from airflow_provider_refdata.config import load_sync_config
+    from airflow_provider_refdata.operators.sync import default_config_path
+    from tests.conftest import REPO_ROOT
+
+    monkeypatch.delenv("REFDATA_CONFIG_DIR", raising=False)
+    assert default_config_path() == REPO_ROOT / "config" / "reference_sync.yml"
+    config = load_sync_config(default_config_path())
+    assert [(t.name, t.source_type, t.sync_mode) for t in config.tables] == [
+        ("annuity_plan", "legacy_mysql", "upsert"),
+        ("portfolio_plan", "legacy_mysql", "upsert"),
+        ("organization", "legacy_mysql", "upsert"),
+        ("product_line", "config_file", "delete_insert"),
+    ]
