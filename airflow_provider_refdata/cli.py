@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--warehouse-dsn", default=None, help="PostgreSQL DSN (default: $REFDATA_PG_DSN)")
     sync.add_argument("--mysql-dsn", default=None, help="legacy MySQL DSN mysql://… (default: $REFDATA_MYSQL_DSN)")
     sync.add_argument("--yaml-base-path", type=Path, default=None, help="folder for relative reference-file paths")
-    sync.add_argument("--retry-attempts", type=int, default=3, help="attempts per table for MySQL errors (3)")
+    sync.add_argument("--retries", type=int, default=3, help="retries per table after a MySQL error (3)")
     sync.add_argument("--retry-wait", type=float, default=2.0, help="first wait between attempts in seconds (2)")
     sync.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     sync.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
@@ -73,7 +73,7 @@ def run_sync(args: argparse.Namespace) -> int:
     service = ReferenceSyncService(
         config,
         sources,
-        retry_attempts=args.retry_attempts,
+        retries=args.retries,
         retry_wait_seconds=args.retry_wait,
         retry_max_wait_seconds=max(args.retry_wait * 4, args.retry_wait),
     )

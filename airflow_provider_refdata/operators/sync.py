@@ -71,7 +71,7 @@ class ReferenceSyncOperator(BaseOperator):
     :param mysql_conn_id: connection of the legacy MySQL database.
     :param yaml_conn_id: optional ``refdata_yaml`` connection (``base_path`` extra).
     :param fail_on_error: fail the task when any table failed (default: only when all failed).
-    :param retry_attempts: attempts per table for transient MySQL errors.
+    :param retries: retries per table after a transient MySQL error (default 3: at most 4 attempts).
     :param retry_wait_seconds: first wait between attempts (doubles each time).
     :param retry_max_wait_seconds: longest wait between attempts.
     :param kwargs: ``BaseOperator`` arguments; ``outlets`` defaults to ``[REFERENCE_SYNC_ASSET]``.
@@ -91,7 +91,7 @@ class ReferenceSyncOperator(BaseOperator):
         mysql_conn_id: str = "refdata_legacy_mysql",
         yaml_conn_id: str = "refdata_yaml",
         fail_on_error: bool = False,
-        retry_attempts: int = 3,
+        retries: int = 3,
         retry_wait_seconds: float = 2.0,
         retry_max_wait_seconds: float = 8.0,
         **kwargs: Any,
@@ -106,7 +106,7 @@ class ReferenceSyncOperator(BaseOperator):
         self.mysql_conn_id = mysql_conn_id
         self.yaml_conn_id = yaml_conn_id
         self.fail_on_error = fail_on_error
-        self.retry_attempts = retry_attempts
+        self.retries = retries
         self.retry_wait_seconds = retry_wait_seconds
         self.retry_max_wait_seconds = retry_max_wait_seconds
 
@@ -142,7 +142,7 @@ class ReferenceSyncOperator(BaseOperator):
         service = ReferenceSyncService(
             config,
             {"legacy_mysql": self.mysql_hook, "config_file": self.yaml_hook},
-            retry_attempts=self.retry_attempts,
+            retries=self.retries,
             retry_wait_seconds=self.retry_wait_seconds,
             retry_max_wait_seconds=self.retry_max_wait_seconds,
         )

@@ -84,8 +84,9 @@ class ReferenceSyncService:
     :param config: default configuration for :meth:`sync_all` (a ``ReferenceSyncConfig``).
     :param sources: default sources for :meth:`sync_all`, by ``source_type`` (``legacy_mysql``,
         ``config_file``); any object with the :class:`~.sources.ReferenceSource` ``stream`` method.
-    :param retry_attempts: attempts per table for transient source errors (default 3).
-    :param retry_wait_seconds: wait before the 2nd attempt; doubles each time (2 s → 4 s → 8 s).
+    :param retries: retries per table after the first attempt fails with a transient source error (default
+        3, so at most 4 attempts; 0 disables retrying).
+    :param retry_wait_seconds: wait before the first retry; doubles each time (2 s → 4 s → 8 s).
     :param retry_max_wait_seconds: upper bound of one wait.
     :param sleep: the sleep function between attempts (tests pass a recorder).
     """
@@ -95,16 +96,16 @@ class ReferenceSyncService:
         config: Any | None = None,
         sources: Mapping[str, ReferenceSource] | None = None,
         *,
-        retry_attempts: int = 3,
+        retries: int = 3,
         retry_wait_seconds: float = 2.0,
         retry_max_wait_seconds: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if retry_attempts < 1:
-            raise ValueError("retry_attempts must be at least 1")
+        if retries < 0:
+            raise ValueError("retries must be 0 or more")
         self.config = config
         self.sources = dict(sources) if sources is not None else None
-        self.retry_attempts = retry_attempts
+        self.retries = retries
         self.retry_wait_seconds = retry_wait_seconds
         self.retry_max_wait_seconds = retry_max_wait_seconds
         self._sleep = sleep
@@ -316,7 +317,7 @@ class ReferenceSyncService:
         Returns the columns loaded and the largest ``updated_at`` read (incremental tables, else ``None``).
         """
         retrying = Retrying(
-            stop=stop_after_attempt(self.retry_attempts),
+            stop=stop_after_attempt(self.retries + 1),
             wait=wait_exponential(
                 multiplier=self.retry_wait_seconds, min=self.retry_wait_seconds, max=self.retry_max_wait_seconds
             ),
@@ -327,7 +328,7 @@ class ReferenceSyncService:
                 "Reading %s failed (attempt %s of %s), retrying: %s",
                 result.table,
                 state.attempt_number,
-                self.retry_attempts,
+                self.retries + 1,
                 state.outcome.exception() if state.outcome else None,
             ),
         )

@@ -37,7 +37,7 @@ def _no_sleep(waits):
     return lambda seconds: waits.append(seconds)
 
 
-def test_mysql_stopped_fails_after_three_attempts_while_yaml_syncs(own_mysql, pg_server, pg_schema, tmp_path):
+def test_mysql_stopped_fails_after_three_retries_while_yaml_syncs(own_mysql, pg_server, pg_schema, tmp_path):
     from tests.conftest import mysql_connect
 
     database = "fault_db"
@@ -46,17 +46,18 @@ def test_mysql_stopped_fails_after_three_attempts_while_yaml_syncs(own_mysql, pg
     conn.close()
     env = SyncEnv.create(pg_server, own_mysql.dsn, pg_schema, database, tmp_path)
     waits: list[float] = []
-    service = ReferenceSyncService(retry_wait_seconds=0.01, retry_max_wait_seconds=0.04, sleep=_no_sleep(waits))
+    # Default policy (3 retries, 2 s / 4 s / 8 s); the recorder stands in for the sleeps.
+    service = ReferenceSyncService(sleep=_no_sleep(waits))
     sources = env.sources(connect_timeout=2, read_timeout=2)
     own_mysql.stop()
     try:
         results = service.sync_all(env.config, sources, env.pg_dsn, tables=["organization", "product_line"])
         org, lines = results
-        assert org.error is not None and org.attempts == 3
+        assert org.error is not None and org.attempts == 4  # the first attempt and 3 retries
         assert f"127.0.0.1:{own_mysql.port}/{database}" in org.error
-        assert "after 3 attempt(s)" in org.error and "Can't connect" in org.error
+        assert "after 4 attempt(s)" in org.error and "Can't connect" in org.error
         assert own_mysql.password not in org.error and own_mysql.password not in repr(sources["legacy_mysql"])
-        assert waits == [0.01, 0.02]  # exponential backoff (2 s / 4 s / 8 s by default)
+        assert waits == [2.0, 4.0, 8.0]
         assert lines.error is None and lines.rows_inserted == 3
         assert env.rows(ORG) == []
         assert env.watermark(ORG) is None
@@ -66,6 +67,7 @@ def test_mysql_stopped_fails_after_three_attempts_while_yaml_syncs(own_mysql, pg
             waits.append(seconds)
             own_mysql.launch()
 
+        waits.clear()
         service = ReferenceSyncService(retry_wait_seconds=0.01, sleep=restart)
         result = service.sync_all(env.config, sources, env.pg_dsn, tables=["organization"])[0]
         assert result.error is None and result.attempts == 2
