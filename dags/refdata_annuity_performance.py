@@ -175,19 +175,26 @@ with DAG(
         stage = sql.SQL("{}.{}").format(sql.Identifier(stage_schema), sql.Identifier(stage_table))
         fact = sql.SQL("{}.{}").format(sql.Identifier(fact_schema), sql.Identifier(FACT_TABLE))
         with warehouse_connection(_warehouse()) as pg, pg.transaction():
-            columns = list(table_info(pg, stage_schema, stage_table).columns)
+            staged_columns = list(table_info(pg, stage_schema, stage_table).columns)
             pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(fact_schema)))
             pg.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {})").format(fact, stage))
+            fact_columns = table_info(pg, fact_schema, FACT_TABLE).columns
+            columns = [c for c in staged_columns if c in fact_columns]
+
+            def typed(column: str) -> sql.Composable:
+                # The stage is all text; cast each value to the fact column's type (from the catalog).
+                return sql.SQL("s.{}::{}").format(sql.Identifier(column), sql.SQL(fact_columns[column].data_type))
+
             if MONTH_COLUMN in columns:
                 # Re-running a month replaces its rows instead of duplicating them.
                 pg.execute(
-                    sql.SQL("DELETE FROM {} WHERE {} IN (SELECT DISTINCT {} FROM {})").format(
-                        fact, sql.Identifier(MONTH_COLUMN), sql.Identifier(MONTH_COLUMN), stage
+                    sql.SQL("DELETE FROM {} WHERE {} IN (SELECT DISTINCT {} FROM {} AS s)").format(
+                        fact, sql.Identifier(MONTH_COLUMN), typed(MONTH_COLUMN), stage
                     )
                 )
             loaded = pg.execute(
-                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
-                    fact, ident_list(columns), ident_list(columns), stage
+                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} AS s").format(
+                    fact, ident_list(columns), sql.SQL(", ").join(typed(c) for c in columns), stage
                 )
             ).rowcount
         log.info("Loaded %d fact rows into %s.%s", loaded, fact_schema, FACT_TABLE)

@@ -66,7 +66,7 @@ CREATE TABLE IF NOT EXISTS "business"."产品线" (
 -- INSERT … SELECT from an all-text staging table, and PostgreSQL has no implicit text → date/numeric cast.
 CREATE TABLE IF NOT EXISTS "business"."规模明细" (
     "id"            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    "月度"          varchar(10)   NOT NULL,  -- 'YYYY-MM-DD', the first day of the month
+    "月度"          date          NOT NULL,  -- the first day of the month
     "计划代码"      varchar(32)   NOT NULL REFERENCES "business"."年金计划" ("年金计划号"),
     "计划名称"      varchar(200),
     "计划类型"      varchar(32),
@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS "business"."规模明细" (
     "机构名称"      varchar(64),
     "产品线代码"    varchar(16)   REFERENCES "business"."产品线" ("产品线代码"),
     "业务类型"      varchar(32),
-    "期末资产规模"  varchar(32),  -- decimal text, e.g. '15162962.24'
+    "期末资产规模"  numeric(18, 2),
     "主拓代码"      varchar(16),
     "主拓机构"      varchar(64)
 );

@@ -10,7 +10,9 @@ nothing.  The numbers are checked against what the generator says it produced.
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
+import psycopg
 import pytest
 
 from devtools import demo, sample_data
@@ -67,6 +69,12 @@ def test_demo_twice_full_then_incremental(tmp_path, airflow_db, demo_databases):
     assert first.table_sources[PLAN] == {"authoritative": len(legacy_plans), "auto_derived": len(new_plans)}
     assert first.table_sources[PORTFOLIO]["auto_derived"] == len(new_portfolios)
     assert first.facts_loaded == len(facts) == spec.fact_rows
+    with psycopg.connect(pg_dsn) as conn:  # the facts land typed: a date month and numeric amounts
+        months, total = conn.execute(
+            'SELECT array_agg(DISTINCT "月度"), sum("期末资产规模") FROM business."规模明细"'
+        ).fetchone()
+    assert [m.day for m in months] == [1]
+    assert total == sum(Decimal(str(r["期末资产规模"])) for r in facts)
     assert "first run: full load" in text and "backfill inserted" in text
 
     second = demo.run_demo(layout, spec, pg_dsn=pg_dsn, mysql_dsn=mysql_dsn, log=lambda _m: None)
