@@ -71,9 +71,10 @@ class ReferenceSyncOperator(BaseOperator):
     :param mysql_conn_id: connection of the legacy MySQL database.
     :param yaml_conn_id: optional ``refdata_yaml`` connection (``base_path`` extra).
     :param fail_on_error: fail the task when any table failed (default: only when all failed).
-    :param retries: retries per table after a transient MySQL error (default 3: at most 4 attempts).
-    :param retry_wait_seconds: first wait between attempts (doubles each time).
-    :param retry_max_wait_seconds: longest wait between attempts.
+    :param source_retries: retries per table after a transient MySQL error (default 3: at most 4 attempts).
+        Not to be confused with the task's own ``retries``, which re-run the whole task.
+    :param source_retry_wait_seconds: first wait between attempts (doubles each time).
+    :param source_retry_max_wait_seconds: longest wait between attempts.
     :param kwargs: ``BaseOperator`` arguments; ``outlets`` defaults to ``[REFERENCE_SYNC_ASSET]``.
     """
 
@@ -91,9 +92,9 @@ class ReferenceSyncOperator(BaseOperator):
         mysql_conn_id: str = "refdata_legacy_mysql",
         yaml_conn_id: str = "refdata_yaml",
         fail_on_error: bool = False,
-        retries: int = 3,
-        retry_wait_seconds: float = 2.0,
-        retry_max_wait_seconds: float = 8.0,
+        source_retries: int = 3,
+        source_retry_wait_seconds: float = 2.0,
+        source_retry_max_wait_seconds: float = 8.0,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [REFERENCE_SYNC_ASSET])
@@ -106,9 +107,9 @@ class ReferenceSyncOperator(BaseOperator):
         self.mysql_conn_id = mysql_conn_id
         self.yaml_conn_id = yaml_conn_id
         self.fail_on_error = fail_on_error
-        self.retries = retries
-        self.retry_wait_seconds = retry_wait_seconds
-        self.retry_max_wait_seconds = retry_max_wait_seconds
+        self.source_retries = source_retries
+        self.source_retry_wait_seconds = source_retry_wait_seconds
+        self.source_retry_max_wait_seconds = source_retry_max_wait_seconds
 
     @cached_property
     def mysql_hook(self) -> Any:
@@ -142,9 +143,9 @@ class ReferenceSyncOperator(BaseOperator):
         service = ReferenceSyncService(
             config,
             {"legacy_mysql": self.mysql_hook, "config_file": self.yaml_hook},
-            retries=self.retries,
-            retry_wait_seconds=self.retry_wait_seconds,
-            retry_max_wait_seconds=self.retry_max_wait_seconds,
+            retries=self.source_retries,
+            retry_wait_seconds=self.source_retry_wait_seconds,
+            retry_max_wait_seconds=self.source_retry_max_wait_seconds,
         )
         self.log.info(
             "Syncing %s from %s (plan_only=%s, force_full=%s)",

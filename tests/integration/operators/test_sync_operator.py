@@ -45,7 +45,7 @@ def test_operator_syncs_and_returns_results(env, caplog, capsys):
 
 def test_operator_fails_only_when_every_table_failed_or_fail_on_error(env, monkeypatch):
     env.mysql("DROP TABLE organization")
-    op = ReferenceSyncOperator(task_id="sync", config_path=str(env.config_path), retry_wait_seconds=0.01)
+    op = ReferenceSyncOperator(task_id="sync", config_path=str(env.config_path), source_retry_wait_seconds=0.01)
     results = op.execute({})
     assert [r.error is not None for r in results] == [False, False, True, False]
     strict = ReferenceSyncOperator(
@@ -57,3 +57,9 @@ def test_operator_fails_only_when_every_table_failed_or_fail_on_error(env, monke
     lenient = ReferenceSyncOperator(task_id="all_failed", config_path=str(env.config_path), tables="organization")
     with pytest.raises(AirflowException, match="organization|组织架构"):
         lenient.execute({})
+
+
+def test_source_retries_do_not_touch_the_task_retries():
+    op = ReferenceSyncOperator(task_id="sync_retries", retries=0, source_retries=1)
+    assert op.retries == 0, "Airflow's task retries stay the caller's"
+    assert op.source_retries == 1
