@@ -34,8 +34,7 @@ import re
 import subprocess
 import sys
 import time
-import unicodedata
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
+from airflow_provider_refdata.textable import text_table
 from devtools import sample_data
 from devtools.sample_data import MutationSummary, SampleSpec, SampleWorld
 
@@ -406,26 +406,6 @@ def table_sources(pg_dsn: str, tables: Iterable[tuple[str, str]]) -> dict[str, d
     return counts
 
 
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "  ") -> list[str]:
-    """Left/right-aligned text table that lines up with Chinese (double-width) characters."""
-    cells = [[str(c) for c in header]] + [[f"{c:,}" if isinstance(c, int) else str(c) for c in r] for r in rows]
-    widths = [max(_width(row[i]) for row in cells) for i in range(len(header))]
-    # Numbers and percentages right-aligned, text left-aligned.
-    numeric = [bool(rows) and all(re.fullmatch(r"[-\d.,%]+", row[i]) for row in cells[1:]) for i in range(len(header))]
-    lines = []
-    for row in cells:
-        parts = []
-        for i, cell in enumerate(row):
-            pad = " " * (widths[i] - _width(cell))
-            parts.append(pad + cell if numeric[i] else cell + pad)
-        lines.append(indent + "  ".join(parts).rstrip())
-    return lines
-
-
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
@@ -458,8 +438,8 @@ def format_report(report: DemoReport) -> str:
             status = "error: " + r.error if r.error else (r.skipped_reason or "ok")
             rows.append([r.table, r.source_type, mode, r.rows_read, r.rows_inserted, r.rows_updated,
                          r.rows_unchanged, r.rows_promoted, r.rows_deleted, status[:60]])  # fmt: skip
-        out += _table(["table", "source", "mode", "rows read", "inserted", "updated", "unchanged", "promoted",
-                       "deleted", "status"], rows)  # fmt: skip
+        out += text_table(["table", "source", "mode", "rows read", "inserted", "updated", "unchanged", "promoted",
+                       "deleted", "status"], rows, "  ")  # fmt: skip
         promoted = sum(r.rows_promoted for r in report.sync_results)
         out.append(f"  auto-derived rows promoted to authoritative: {promoted}")
         if any(r.watermark_before is not None for r in report.sync_results):
@@ -482,7 +462,9 @@ def format_report(report: DemoReport) -> str:
         metrics = before.get(cov.fk_name)
         rows.append([cov.fk_name, cov.table, cov.distinct_values, _pct(metrics.coverage_rate if metrics else None),
                      _pct(cov.rate), cov.blank_rows, backfilled.get(cov.fk_name, 0)])  # fmt: skip
-    out += _table(["foreign key", "table", "distinct keys", "before", "after", "blank rows", "backfilled"], rows)
+    out += text_table(
+        ["foreign key", "table", "distinct keys", "before", "after", "blank rows", "backfilled"], rows, "  "
+    )
     if hybrid:
         out.append(f"  pre-load coverage (all tables): {_pct(hybrid.pre_load_coverage)}; "
                    f"backfill inserted {hybrid.backfill_count} rows")  # fmt: skip
@@ -499,9 +481,10 @@ def format_report(report: DemoReport) -> str:
 
     out.append("")
     out.append("Reference tables now (rows by _source)")
-    out += _table(
+    out += text_table(
         ["table", "authoritative", "auto_derived"],
         [[t, c.get("authoritative", 0), c.get("auto_derived", 0)] for t, c in report.table_sources.items()],
+        "  ",
     )
     if report.facts_loaded is not None:
         out.append(

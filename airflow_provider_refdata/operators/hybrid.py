@@ -24,12 +24,14 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.serde import allow_class
 
+from airflow_provider_refdata.operators.templated import as_bool, as_float
 from airflow_provider_refdata.results import (
     BackfillResult,
     BackfillTableResult,
     CoverageMetrics,
     HybridResult,
 )
+from airflow_provider_refdata.textable import text_table
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,34 +43,11 @@ for _result_class in (HybridResult, CoverageMetrics, BackfillResult, BackfillTab
     allow_class(_result_class)
 
 DEFAULT_CONFIG_FILE = "foreign_keys.yml"
-_TRUE = {"true", "1", "yes", "y", "on"}
-_FALSE = {"false", "0", "no", "n", "off", "", "none"}
 
 
 def default_fk_config_path() -> str:
     """``$REFDATA_CONFIG_DIR/foreign_keys.yml``, else ``config/foreign_keys.yml`` (relative to the cwd)."""
     return str(Path(os.environ.get("REFDATA_CONFIG_DIR", "config")) / DEFAULT_CONFIG_FILE)
-
-
-def _as_bool(value: Any, name: str) -> bool:
-    """Accept real booleans and the strings Jinja renders from params ("True", "false", ...)."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ValueError(f"{name} must be a boolean, got {value!r}")
-
-
-def _as_float(value: Any, name: str) -> float | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
 
 
 def split_table_name(name: str) -> tuple[str, str]:
@@ -218,8 +197,8 @@ class HybridReferenceOperator(BaseOperator):
         from airflow_provider_refdata.services.hybrid import HybridReferenceService
         from airflow_provider_refdata.warehouse.connection import warehouse_connection
 
-        plan_only = _as_bool(self.plan_only, "plan_only")
-        threshold = _as_float(self.auto_derived_threshold, "auto_derived_threshold")
+        plan_only = as_bool(self.plan_only, "plan_only")
+        threshold = as_float(self.auto_derived_threshold, "auto_derived_threshold")
         config_path = self.fk_config_path or default_fk_config_path()
         fk_configs = load_fk_configs(config_path, self.domain)
         skip = [self.skip_tables] if isinstance(self.skip_tables, str) else list(self.skip_tables or ())
@@ -254,35 +233,14 @@ class HybridReferenceOperator(BaseOperator):
         """Log a per-table coverage table, the backfill counts, ratios and warnings."""
         inserted = {t.fk_name: t.inserted for t in (result.backfill_result.tables if result.backfill_result else [])}
         mode = "coverage only" if self.coverage_only else ("plan only" if result.plan_only else "backfill")
-        self.log.info("Coverage of domain %s (%s):", result.domain, mode)
-        self.log.info(
-            "%-20s %-32s %8s %8s %8s %8s %8s %6s %9s",
-            "fk",
-            "table",
-            "values",
-            "covered",
-            "missing",
-            "auth",
-            "derived",
-            "blank",
-            "inserted",
-        )
-        for m in result.coverage_metrics:
-            if m.skipped_reason or m.error:
-                self.log.info("%-20s %-32s %s", m.fk_name, m.table, m.skipped_reason or f"ERROR {m.error}")
-                continue
-            self.log.info(
-                "%-20s %-32s %8d %8d %8d %8d %8d %6d %9s",
-                m.fk_name,
-                m.table,
-                m.total_fk_values,
-                m.covered_values,
-                m.missing_values,
-                m.authoritative_values,
-                m.auto_derived_values,
-                m.blank_rows,
-                inserted.get(m.fk_name, "-"),
-            )
+        header = ["fk", "table", "values", "covered", "missing", "auth", "derived", "blank", "inserted", "note"]
+        rows = [
+            [m.fk_name, m.table, m.total_fk_values, m.covered_values, m.missing_values, m.authoritative_values,
+             m.auto_derived_values, m.blank_rows, inserted.get(m.fk_name, "-"),
+             m.skipped_reason or (f"ERROR {m.error}" if m.error else "")]
+            for m in result.coverage_metrics
+        ]  # fmt: skip
+        self.log.info("Coverage of domain %s (%s):\n%s", result.domain, mode, "\n".join(text_table(header, rows)))
         self.log.info(
             "Coverage before backfill %.2f%%, inserted %d, auto-derived ratio %.2f%% (%d of %d rows)",
             result.pre_load_coverage * 100,

@@ -13,7 +13,6 @@ outlets default to :data:`~airflow_provider_refdata.assets.REFERENCE_SYNC_ASSET`
 
 from __future__ import annotations
 
-import ast
 import os
 from collections.abc import Sequence
 from functools import cached_property
@@ -25,6 +24,7 @@ from airflow.sdk.exceptions import AirflowException
 from airflow.sdk.serde import allow_class
 
 from airflow_provider_refdata.assets import REFERENCE_SYNC_ASSET, table_asset_uri
+from airflow_provider_refdata.operators.templated import as_bool, as_name_list
 from airflow_provider_refdata.results import SyncResult
 
 allow_class(SyncResult)
@@ -38,26 +38,6 @@ def default_config_path() -> Path:
     folder = os.environ.get(CONFIG_DIR_ENV)
     base = Path(folder) if folder else Path(__file__).resolve().parents[2] / "config"
     return base / CONFIG_FILE_NAME
-
-
-def as_bool(value: Any) -> bool:
-    """Templated booleans arrive as text unless the DAG renders native objects: accept both."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
-def as_table_list(value: Any) -> list[str]:
-    """``None``/``""``/``[]`` → all tables; a list, a comma-separated string or a rendered list literal."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            value = ast.literal_eval(text)
-        else:
-            return [part.strip() for part in text.split(",") if part.strip()]
-    return [str(v).strip() for v in value if str(v).strip()]
 
 
 class ReferenceSyncOperator(BaseOperator):
@@ -135,8 +115,8 @@ class ReferenceSyncOperator(BaseOperator):
 
         path = Path(self.config_path) if self.config_path else default_config_path()
         config = load_sync_config(path)
-        plan_only, force_full = as_bool(self.plan_only), as_bool(self.force_full)
-        tables = as_table_list(self.tables)
+        plan_only, force_full = as_bool(self.plan_only, "plan_only"), as_bool(self.force_full, "force_full")
+        tables = as_name_list(self.tables, "tables")
         if not config.enabled:
             self.log.info("Reference sync is disabled in %s (enabled: false); nothing synced", path)
             return []
@@ -177,7 +157,7 @@ class ReferenceSyncOperator(BaseOperator):
                 continue
             if uri.rstrip("/") == REFERENCE_SYNC_ASSET.uri.rstrip("/"):
                 events[outlet].extra = {
-                    "plan_only": as_bool(self.plan_only),
+                    "plan_only": as_bool(self.plan_only, "plan_only"),
                     "tables": {
                         r.table: "failed" if r.error else "skipped" if r.skipped_reason else "ok" for r in results
                     },

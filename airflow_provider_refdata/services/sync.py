@@ -48,6 +48,7 @@ from airflow_provider_refdata.services.sources import (
     SourceSkipped,
     SourceUnavailableError,
 )
+from airflow_provider_refdata.textable import text_table
 from airflow_provider_refdata.warehouse import merge
 from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
@@ -532,29 +533,7 @@ def format_summary(results: Sequence[SyncResult]) -> str:
     rows = []
     for r in results:
         status = "FAILED" if r.error else "skipped" if r.skipped_reason else "planned" if r.plan_only else "ok"
-        rows.append(
-            [
-                r.table,
-                r.sync_mode,
-                status,
-                *(
-                    str(v)
-                    for v in (
-                        r.rows_read,
-                        r.rows_inserted,
-                        r.rows_updated,
-                        r.rows_unchanged,
-                        r.rows_deleted,
-                        r.rows_promoted,
-                        r.attempts,
-                    )
-                ),
-                f"{r.duration_seconds:.2f}",
-                (r.error or r.skipped_reason or "")[:200],
-            ]
-        )
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(lines)
+        counts = (r.rows_read, r.rows_inserted, r.rows_updated, r.rows_unchanged, r.rows_deleted, r.rows_promoted)
+        detail = (r.error or r.skipped_reason or "")[:200]
+        rows.append([r.table, r.sync_mode, status, *counts, r.attempts, f"{r.duration_seconds:.2f}", detail])
+    return "\n".join(text_table(headers, rows))

@@ -6,7 +6,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowException
 
 from airflow_provider_refdata.assets import REFERENCE_SYNC_ASSET
-from airflow_provider_refdata.operators.sync import ReferenceSyncOperator, as_bool, as_table_list
+from airflow_provider_refdata.operators.sync import ReferenceSyncOperator
 from airflow_provider_refdata.results import SyncResult
 from tests.integration.services.sync_env import PLAN, SyncEnv
 
@@ -21,12 +21,6 @@ def test_operator_init_does_no_io_and_declares_templates():
     assert set(op.template_fields) == {"config_path", "tables", "plan_only", "force_full"}
     assert op.outlets == [REFERENCE_SYNC_ASSET]
     assert (op.warehouse_conn_id, op.mysql_conn_id) == ("refdata_warehouse", "refdata_legacy_mysql")
-
-
-def test_rendered_values_are_coerced():
-    assert as_bool("True") and not as_bool("false") and as_bool(True)
-    assert as_table_list("['a', 'b']") == ["a", "b"] and as_table_list("a, b") == ["a", "b"]
-    assert as_table_list(None) == [] and as_table_list([]) == []
 
 
 def test_operator_syncs_and_returns_results(env, caplog, capsys):

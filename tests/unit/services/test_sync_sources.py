@@ -18,6 +18,7 @@ from airflow_provider_refdata.services.sources import (
     clean_value,
 )
 from airflow_provider_refdata.services.sync import ReferenceSyncService, format_summary
+from airflow_provider_refdata.textable import display_width
 
 
 def _config(tmp_path: Path, **source) -> ReferenceSyncConfig:
@@ -133,7 +134,11 @@ def test_format_summary_lists_every_table():
         ]
     )
     lines = text.splitlines()
-    assert len(lines) == 5 and "FAILED" in lines[4] and "skipped" in lines[3] and "ok" in lines[2]
+    assert len(lines) == 4 and "FAILED" in lines[3] and "skipped" in lines[2] and "ok" in lines[1]
+    # columns line up although the table names are double-width characters
+    second_column = ["mode", "upsert", "delete_insert", "upsert"]
+    assert len({display_width(line[: line.index(word)]) for line, word in zip(lines, second_column, strict=True)}) == 1
+    assert lines[1].split()[3:5] == ["5", "5"]
 
 
 def test_core_modules_do_not_import_airflow():
