@@ -98,3 +98,22 @@ def test_every_dag_file_imports_without_errors():
     assert dagbag.import_errors == {}
     dag_files = sorted(p.name for p in (REPO_ROOT / "dags").glob("*.py") if not p.name.startswith("_"))
     assert len(dagbag.dags) >= len(dag_files)
+
+
+def test_provider_registers_its_connection_types_and_form_fields():
+    import warnings
+
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        hooks = manager.hooks
+    assert hooks["refdata_mysql"].hook_class_name == "airflow_provider_refdata.hooks.legacy_mysql.LegacyMySqlHook"
+    assert hooks["refdata_yaml"].hook_class_name == "airflow_provider_refdata.hooks.yaml_reference.YamlReferenceHook"
+    assert {
+        "extra__refdata_mysql__connect_timeout",
+        "extra__refdata_mysql__read_timeout",
+        "extra__refdata_yaml__base_path",
+    } <= set(manager.connection_form_widgets)
+    assert "password" in manager.field_behaviours["refdata_yaml"]["hidden_fields"]
