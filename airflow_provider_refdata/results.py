@@ -106,3 +106,4 @@ class HybridResult(_Result):
     degradation_reason: str | None = None
     duration_seconds: float = 0.0
     plan_only: bool = False
+    coverage_only: bool = Field(False, description="a coverage check: measured only, nothing backfilled")

@@ -146,9 +146,19 @@ with DAG(
 
         from airflow_provider_refdata.results import HybridResult
 
+        check = ti.xcom_pull(task_ids="coverage_check")
+        if isinstance(check, HybridResult) and check.coverage_only:
+            log.info(
+                "Coverage check before backfill: %.2f%% of the FK values covered, auto-derived ratio %.2f%%",
+                check.pre_load_coverage * 100,
+                check.auto_derived_ratio * 100,
+            )
         result = ti.xcom_pull(task_ids="selective_backfill")
         if not isinstance(result, HybridResult):
             raise TypeError(f"expected a HybridResult from selective_backfill, got {type(result).__name__}")
+        if result.coverage_only:
+            # A check measured coverage and backfilled nothing: it must never be taken for a backfill.
+            raise AirflowFailException("selective_backfill returned a coverage check, not a backfill")
         if result.degraded_mode:
             raise AirflowFailException(f"reference data degraded: {result.degradation_reason}")
         if result.plan_only:

@@ -232,7 +232,7 @@ class HybridReferenceOperator(BaseOperator):
     def log_result(self, result: HybridResult) -> None:
         """Log a per-table coverage table, the backfill counts, ratios and warnings."""
         inserted = {t.fk_name: t.inserted for t in (result.backfill_result.tables if result.backfill_result else [])}
-        mode = "coverage only" if self.coverage_only else ("plan only" if result.plan_only else "backfill")
+        mode = "coverage only" if result.coverage_only else ("plan only" if result.plan_only else "backfill")
         header = ["fk", "table", "values", "covered", "missing", "auth", "derived", "blank", "inserted", "note"]
         rows = [
             [m.fk_name, m.table, m.total_fk_values, m.covered_values, m.missing_values, m.authoritative_values,

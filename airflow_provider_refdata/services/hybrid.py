@@ -112,7 +112,7 @@ class HybridReferenceService:
         order = processing_order(fk_configs)
         backfill = self.backfill_service or GenericBackfillService(domain)
         problems: list[str] = []
-        result = HybridResult(domain=domain, plan_only=plan_only)
+        result = HybridResult(domain=domain, plan_only=plan_only, coverage_only=coverage_only)
         with warehouse_connection(conn) as pg:
             was_idle = pg.info.transaction_status == TransactionStatus.IDLE
             if self.sync_service is not None and not coverage_only and not plan_only:

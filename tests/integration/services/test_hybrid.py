@@ -309,6 +309,18 @@ def test_coverage_only_measures_without_backfill(pg_conn, pg_schema):
     assert result.backfill_result is None and result.backfill_count == 0
     assert result.auto_derived_ratio == 0.5
     assert _select(pg_conn, pg_schema, ORG, "count(*)") == [(2,)]
+    # A check says it is one, in the result and in its run-log row; a backfill says it is not.
+    assert result.coverage_only and not result.plan_only
+    backfilled = HybridReferenceService().ensure_references(DOMAIN, df, configs, pg_conn)
+    assert not backfilled.coverage_only and backfilled.backfill_count == 1
+    with pg_conn.transaction():
+        logged = pg_conn.execute(
+            "SELECT run_type, (result->>'coverage_only')::boolean FROM refdata.run_log "
+            "WHERE result::text LIKE %s ORDER BY id",
+            (f"%{pg_schema}%",),
+        ).fetchall()
+    assert logged == [("coverage_check", True), ("ensure_references", False)]
+    assert HybridResult.model_validate_json(result.model_dump_json()).coverage_only
 
 
 class _FakeSync:
