@@ -72,6 +72,7 @@ class BackfillTableResult(_Result):
     inserted: int = 0
     skipped: int = 0
     updated: int = Field(0, description="rows whose NULL columns were filled (fill_null_only mode)")
+    rejected: int = Field(0, description="missing keys left out: the key (or a NOT NULL value) is too long")
     error: str | None = None
 
 

@@ -231,12 +231,13 @@ class HybridReferenceOperator(BaseOperator):
 
     def log_result(self, result: HybridResult) -> None:
         """Log a per-table coverage table, the backfill counts, ratios and warnings."""
-        inserted = {t.fk_name: t.inserted for t in (result.backfill_result.tables if result.backfill_result else [])}
+        tables = {t.fk_name: t for t in (result.backfill_result.tables if result.backfill_result else [])}
         mode = "coverage only" if result.coverage_only else ("plan only" if result.plan_only else "backfill")
-        header = ["fk", "table", "values", "covered", "missing", "auth", "derived", "blank", "inserted", "note"]
+        header = "fk table values covered missing auth derived blank inserted rejected note".split()
         rows = [
             [m.fk_name, m.table, m.total_fk_values, m.covered_values, m.missing_values, m.authoritative_values,
-             m.auto_derived_values, m.blank_rows, inserted.get(m.fk_name, "-"),
+             m.auto_derived_values, m.blank_rows, tables[m.fk_name].inserted if m.fk_name in tables else "-",
+             tables[m.fk_name].rejected if m.fk_name in tables else "-",
              m.skipped_reason or (f"ERROR {m.error}" if m.error else "")]
             for m in result.coverage_metrics
         ]  # fmt: skip

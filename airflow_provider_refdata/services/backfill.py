@@ -8,6 +8,19 @@ Per FK configuration, parents before children (``depends_on``), in one transacti
 4. ``INSERT … SELECT … ON CONFLICT (key) DO NOTHING`` as auto-derived rows flagged for review (and, in
    ``fill_null_only`` mode, fill NULL business columns of existing rows).
 
+**Values that do not fit** (``varchar(n)``/``char(n)`` limits from the catalog, checked set-based before
+anything is written; nothing is ever truncated):
+
+- a *key* longer than the key column can never exist in the table: the coverage join counts it as missing
+  and sets it apart (``char_length`` on the server); it is left out of the backfill, the other keys are
+  inserted, and the table is reported (``error`` on its coverage and backfill results, hence
+  ``degraded_mode``) with the FK, the table, the key column, the limit, the count and an example key;
+  ``rejected`` counts those keys;
+- a *backfill value* longer than its column is stored as NULL when the column is nullable (the key is what
+  the facts need; the row is flagged for review like every auto-derived row) and, when the column is
+  NOT NULL, its row is left out (counted in ``rejected``); either way the table is reported the same way,
+  naming the FK, table, column, limit and an example key and value.
+
 Each table runs inside ``conn.transaction()``: on an idle connection that is the table's own transaction,
 committed when the table is done; inside a caller's open transaction it is a savepoint.  Either way a
 failing table is rolled back alone, recorded with its cause, and the next table proceeds; nothing is raised.
@@ -24,6 +37,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -51,6 +65,7 @@ class TableOutcome:
 
     coverage: CoverageMetrics
     backfill: BackfillTableResult
+    measured: bool = False  # coverage was measured (the table may still report rejected keys or values)
 
     @property
     def error(self) -> str | None:
@@ -63,23 +78,50 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _check_lengths(frame: pd.DataFrame, info: TableInfo, fk: ForeignKeyConfig) -> None:
-    """Name the key and column of the first value longer than its varchar(n) column, before writing."""
-    for column in frame.columns:
-        limit = info.columns[column].max_length
-        if limit is None:
+def _example(value: object) -> str:
+    """A value for a message: quoted, cut after 40 characters, with its length when cut."""
+    text = str(value)
+    return repr(text) if len(text) <= 40 else f"{text[:40]!r}… ({len(text)} characters)"
+
+
+def _too_long_keys(fk: ForeignKeyConfig, info: TableInfo, keys: FactKeys, positions: Sequence[int]) -> str:
+    """The message for missing keys longer than the key column allows (they are left out)."""
+    limit = info.columns[fk.target_key].max_length
+    return (
+        f"foreign key {fk.name!r}: {len(positions)} key(s) longer than the {limit} characters of key column "
+        f"{fk.target_key!r} in {fk.qualified_table} left out of the backfill, e.g. {_example(keys.keys[positions[0]])}"
+    )
+
+
+def _fit_values(frame: pd.DataFrame, info: TableInfo, fk: ForeignKeyConfig, notes: list[str]) -> np.ndarray:
+    """Apply the over-long value policy to the candidate rows; returns the mask of the rows to keep.
+
+    A value longer than its ``varchar(n)``/``char(n)`` column becomes NULL when the column is nullable, else
+    its row is left out; either way one message per column names the FK, table, column, limit and an example.
+    Vectorised per column (string lengths in pandas), never per value.
+    """
+    keep = np.ones(len(frame), dtype=bool)
+    for column in frame.columns[1:]:  # the key comes first; too-long keys never reach the frame
+        target = info.columns[column]
+        if target.max_length is None:
             continue
-        lengths = frame[column].dropna().astype(str).str.len()  # per candidate, not per fact row
-        too_long = lengths.index[lengths.to_numpy() > limit]
-        if len(too_long):
-            row = frame.loc[too_long[0]]
-            raise RefdataBackfillError(
-                f"foreign key {fk.name!r}: value {row[column]!r} for column {column!r} of key "
-                f"{row[fk.target_key]!r} is longer than {limit} characters",
-                fk_name=fk.name,
-                table=fk.qualified_table,
-                column=column,
-            )
+        lengths = frame[column].astype("string").str.len()
+        too_long = (lengths > target.max_length).fillna(False).to_numpy(dtype=bool)
+        if not too_long.any():
+            continue
+        first = int(np.flatnonzero(too_long)[0])
+        example = f"key {frame.iat[first, 0]!r}: {_example(frame[column].iat[first])}"
+        if target.nullable:
+            frame.loc[too_long, column] = None
+            outcome = "stored as NULL"
+        else:
+            keep &= ~too_long
+            outcome = "left their rows out (the column is NOT NULL)"
+        notes.append(
+            f"foreign key {fk.name!r}: {int(too_long.sum())} value(s) longer than the {target.max_length} "
+            f"characters of column {column!r} in {fk.qualified_table} {outcome}, e.g. {example}"
+        )
+    return keep
 
 
 class GenericBackfillService:
@@ -146,8 +188,10 @@ class GenericBackfillService:
     ) -> TableOutcome:
         """Coverage and (unless ``backfill`` is false) backfill of one FK configuration, isolated.
 
-        Never raises for a table-level problem: a missing table or column, a failing statement, a value too
-        long are rolled back to the table's transaction/savepoint and reported in both results' ``error``.
+        Never raises for a table-level problem: a missing table or column or a failing statement is rolled
+        back to the table's transaction/savepoint and reported in both results' ``error``; keys or values
+        too long for their columns are left out (see the module docstring), the rest is written, and the
+        table's ``error`` says what was left out.
 
         :param pg: a psycopg connection (not inside a failed transaction).
         :param df: the fact frame.
@@ -159,13 +203,14 @@ class GenericBackfillService:
         table = fk.qualified_table
         coverage = CoverageMetrics(fk_name=fk.name, table=table)
         result = BackfillTableResult(fk_name=fk.name, table=table)
+        notes: list[str] = []
         try:
             keys = extract_keys(df, fk)
             coverage.blank_rows = keys.blank_rows
             coverage.total_fk_values = result.candidates = keys.total
             writes = backfill and not plan_only
             with pg.transaction() as tx:
-                self._process(pg, df, fk, keys, coverage, result, backfill, writes, domain or self.domain)
+                self._process(pg, df, fk, keys, coverage, result, backfill, writes, domain or self.domain, notes)
                 if not writes:
                     # Plan and coverage-only runs leave no trace, not even the stages.
                     raise psycopg.Rollback(tx)
@@ -173,9 +218,13 @@ class GenericBackfillService:
             cause = describe_error(exc)
             logger.warning("FK %s (%s): %s", fk.name, table, cause)
             coverage.error = result.error = cause
-            result.inserted = result.updated = 0
-            result.skipped = 0
-        return TableOutcome(coverage=coverage, backfill=result)
+            result.inserted = result.updated = result.skipped = result.rejected = 0
+            return TableOutcome(coverage=coverage, backfill=result)
+        if notes:
+            # The rest of the table went in; what did not fit is reported like a failure: degraded, with cause.
+            coverage.error = result.error = "; ".join(notes)
+            logger.warning("FK %s (%s): %s", fk.name, table, result.error)
+        return TableOutcome(coverage=coverage, backfill=result, measured=True)
 
     def _process(
         self,
@@ -188,6 +237,7 @@ class GenericBackfillService:
         backfill: bool,
         writes: bool,
         domain: str,
+        notes: list[str],
     ) -> None:
         info = _reference_table(pg, fk)
         if writes and any(name not in info.columns for name in TRACKING_COLUMNS):
@@ -204,13 +254,24 @@ class GenericBackfillService:
         coverage.coverage_rate = counts.covered / counts.total if counts.total else 1.0
         coverage.authoritative_values = counts.authoritative
         coverage.auto_derived_values = counts.auto_derived
+        if counts.too_long_positions:
+            notes.append(_too_long_keys(fk, info, keys, counts.too_long_positions))
+        result.rejected = len(counts.too_long_positions)
         fill = fk.mode == "fill_null_only"
-        if not backfill or not (counts.missing or fill):
-            result.skipped = keys.total
+        if not backfill or not (counts.missing_positions or fill):
+            result.skipped = keys.total - result.rejected
             return
         # fill_null_only needs values for existing keys too; otherwise only the missing keys are derived.
-        frame = candidates_frame(df, fk, keys, None if fill else counts.missing_positions)
-        _check_lengths(frame, info, fk)
+        missing = np.asarray(counts.missing_positions, dtype=np.intp)
+        if fill:
+            selected = np.setdiff1d(np.arange(keys.total, dtype=np.intp), counts.too_long_positions)
+        else:
+            selected = missing
+        frame = candidates_frame(df, fk, keys, selected)
+        keep = _fit_values(frame, info, fk, notes)
+        if not keep.all():
+            result.rejected += int(np.isin(selected[~keep], missing).sum())
+            frame, selected = frame[keep], selected[keep]
         columns = [c.target for c in fk.backfill_columns]
         if writes:
             lock_name(pg, fk.qualified_table)
@@ -220,16 +281,17 @@ class GenericBackfillService:
         if writes:
             result.inserted = insert_missing(pg, _ROW_STAGE, info, fk.target_key, columns, domain)
         else:
-            result.inserted = counts.missing  # what a real run would insert now
-        result.skipped = keys.total - result.inserted
+            result.inserted = int(np.isin(selected, missing).sum())  # what a real run would insert now
+        result.skipped = keys.total - result.inserted - result.rejected
         logger.info(
-            "FK %s (%s): %d candidates, %d missing, %d %s, %d filled",
+            "FK %s (%s): %d candidates, %d missing, %d %s, %d rejected, %d filled",
             fk.name,
             fk.qualified_table,
             keys.total,
             counts.missing,
             result.inserted,
             "inserted" if writes else "would be inserted",
+            result.rejected,
             result.updated,
         )
 

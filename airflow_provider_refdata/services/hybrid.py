@@ -196,7 +196,7 @@ class HybridReferenceService:
         started: float,
     ) -> None:
         result.coverage_metrics = [o.coverage for o in outcomes]
-        measured = [o.coverage for o in outcomes if o.coverage.skipped_reason is None and o.coverage.error is None]
+        measured = [o.coverage for o in outcomes if o.measured]
         total = sum(c.total_fk_values for c in measured)
         result.pre_load_coverage = round(sum(c.covered_values for c in measured) / total, 6) if total else 1.0
         result.tables_processed = len(measured)

@@ -43,12 +43,18 @@ def stage_type(column: ColumnInfo) -> str:
 
 @dataclass(frozen=True)
 class CoverageCounts:
-    """How the distinct fact keys of one FK split against its reference table."""
+    """How the distinct fact keys of one FK split against its reference table.
+
+    ``missing_positions`` are the absent keys that fit the key column (the ones to derive and insert);
+    ``too_long_positions`` the absent keys longer than the key column's ``varchar(n)``/``char(n)``, which
+    no insert could store.  Both count as missing.
+    """
 
     total: int
     covered: int
     auto_derived: int
     missing_positions: list[int] = field(default_factory=list)
+    too_long_positions: list[int] = field(default_factory=list)
 
     @property
     def missing(self) -> int:
@@ -76,7 +82,9 @@ def stage_keys(conn: psycopg.Connection, stage: str, keys: Sequence[str] | np.nd
 def measure_coverage(conn: psycopg.Connection, stage: str, info: TableInfo, key: str) -> CoverageCounts:
     """One join of the key stage against the reference table: totals, split and missing positions.
 
-    A table without the tracking columns counts every covered key as authoritative.
+    A table without the tracking columns counts every covered key as authoritative.  Absent keys longer
+    than a length-limited text key column are told apart in the same statement (``char_length`` on the
+    server, so the server's idea of a character decides).
 
     :param conn: the connection holding the stage.
     :param stage: the key stage made by :func:`stage_keys`.
@@ -87,10 +95,17 @@ def measure_coverage(conn: psycopg.Connection, stage: str, info: TableInfo, key:
         auto = sql.SQL("count(*) FILTER (WHERE t.{} = %(auto)s)").format(sql.Identifier(SOURCE))
     else:
         auto = sql.SQL("0")
+    column = info.columns[key]
+    if column.max_length is not None and is_text_type(column):
+        too_long = sql.SQL("char_length(s.{}) > %(limit)s").format(sql.Identifier(KEY_COLUMN))
+    else:
+        too_long = sql.SQL("false")
     statement = sql.SQL(
         """
         SELECT count(*), count(t.{key}), {auto},
-               COALESCE(array_agg(s.{pos} ORDER BY s.{pos}) FILTER (WHERE t.{key} IS NULL), '{{}}')
+               COALESCE(array_agg(s.{pos} ORDER BY s.{pos}) FILTER (WHERE t.{key} IS NULL AND NOT {too_long}),
+                        '{{}}'),
+               COALESCE(array_agg(s.{pos} ORDER BY s.{pos}) FILTER (WHERE t.{key} IS NULL AND {too_long}), '{{}}')
           FROM {stage} s
           LEFT JOIN {target} t ON t.{key} = s.{skey}
         """
@@ -98,12 +113,20 @@ def measure_coverage(conn: psycopg.Connection, stage: str, info: TableInfo, key:
         key=sql.Identifier(key),
         auto=auto,
         pos=sql.Identifier(POSITION_COLUMN),
+        too_long=too_long,
         stage=sql.Identifier(stage),
         target=table_ref(info.schema, info.table),
         skey=sql.Identifier(KEY_COLUMN),
     )
-    total, covered, auto_count, missing = conn.execute(statement, {"auto": AUTO_DERIVED}).fetchone()
-    return CoverageCounts(total=total, covered=covered, auto_derived=auto_count, missing_positions=list(missing))
+    params = {"auto": AUTO_DERIVED, "limit": column.max_length}
+    total, covered, auto_count, missing, too_long_keys = conn.execute(statement, params).fetchone()
+    return CoverageCounts(
+        total=total,
+        covered=covered,
+        auto_derived=auto_count,
+        missing_positions=list(missing),
+        too_long_positions=list(too_long_keys),
+    )
 
 
 def source_counts(conn: psycopg.Connection, info: TableInfo) -> tuple[int, int]:

@@ -11,7 +11,6 @@ from tests.integration.refdata_business_tables import (
     DOMAIN,
     ORG,
     PLAN,
-    PORTFOLIO,
     create_business_tables,
     fk_configs,
     insert,
@@ -95,26 +94,44 @@ def test_fill_null_only_fills_null_business_columns_and_leaves_tracking_alone(pg
     assert (again.total_inserted, again.tables[0].updated) == (0, 0)
 
 
-def test_value_too_long_names_key_and_column_and_other_tables_proceed(pg_conn, pg_schema):
+def test_value_too_long_is_stored_as_null_named_and_the_rest_proceeds(pg_conn, pg_schema):
     create_business_tables(pg_conn, pg_schema)
     facts = _facts().assign(机构代码=["G1", "G1", "G1"], 机构名称=["北京", "北京", "北京"])
-    facts.loc[1, "计划类型"] = "很长" * 30  # 计划类型 is varchar(50)
+    facts.loc[1, "计划类型"] = "很长" * 30  # 计划类型 is varchar(50); P2's first non-blank type
     configs = [*_plan_portfolio(pg_schema), fk_configs(pg_schema)[2]]
 
     result = GenericBackfillService(DOMAIN).run(facts, configs, pg_conn)
 
-    errors = {t.fk_name: t.error for t in result.tables}
-    assert "'计划类型'" in errors["fk_plan"] and "'P2'" in errors["fk_plan"] and "50" in errors["fk_plan"]
-    assert "ForeignKeyViolation" in errors["fk_portfolio"]  # its plans are missing: rolled back alone
-    assert errors["fk_organization"] is None
+    by_fk = {t.fk_name: t for t in result.tables}
+    error = by_fk["fk_plan"].error
+    assert "'计划类型'" in error and "'P2'" in error and "50 characters" in error and "stored as NULL" in error
+    assert f"{pg_schema}.{PLAN}" in error and "(60 characters)" in error
+    # Keys matter more than a descriptive value: both plans are there (flagged for review anyway), so the
+    # portfolios that reference them go in too.
+    assert (by_fk["fk_plan"].inserted, by_fk["fk_plan"].rejected) == (2, 0)
+    assert by_fk["fk_portfolio"].error is None and by_fk["fk_portfolio"].inserted == 3
+    assert by_fk["fk_organization"].error is None
+    assert [(p[0], p[2]) for p in _plans(pg_conn, pg_schema)] == [("P1", "单一"), ("P2", None)]
+
+
+def test_value_too_long_for_a_not_null_column_leaves_the_row_out(pg_conn, pg_schema):
+    create_business_tables(pg_conn, pg_schema)
     with pg_conn.transaction():
-        counts = [
-            pg_conn.execute(
-                sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(pg_schema), sql.Identifier(t))
-            ).fetchone()[0]
-            for t in (PLAN, PORTFOLIO, ORG)
-        ]
-    assert counts == [0, 0, 1]
+        pg_conn.execute(
+            sql.SQL("ALTER TABLE {}.{} ALTER COLUMN 机构名称 SET NOT NULL").format(
+                sql.Identifier(pg_schema), sql.Identifier(ORG)
+            )
+        )
+    facts = pd.DataFrame({"机构代码": ["G1", "G2", "G3"], "机构名称": ["北京", "长" * 201, "上海"]})
+
+    (table,) = GenericBackfillService(DOMAIN).run(facts, [fk_configs(pg_schema)[2]], pg_conn).tables
+
+    assert (table.inserted, table.rejected, table.skipped) == (2, 1, 0)
+    assert "NOT NULL" in table.error and "'G2'" in table.error and "200 characters" in table.error
+    with pg_conn.transaction():
+        assert pg_conn.execute(
+            sql.SQL("SELECT 机构代码 FROM {}.{} ORDER BY 1").format(sql.Identifier(pg_schema), sql.Identifier(ORG))
+        ).fetchall() == [("G1",), ("G3",)]
 
 
 def test_integer_key_and_numeric_columns_are_cast_from_text(pg_conn, pg_schema):

@@ -240,6 +240,36 @@ def test_missing_table_and_failing_insert_degrade_without_poisoning(pg_conn, pg_
     assert _select(pg_conn, pg_schema, PRODUCT, "count(*)") == [(0,)]
 
 
+@pytest.mark.parametrize("mode", ["backfill", "plan_only", "coverage_only"])
+def test_over_long_key_is_left_out_named_and_the_rest_inserted(pg_conn, pg_schema, mode):
+    create_business_tables(pg_conn, pg_schema)
+    insert(pg_conn, pg_schema, PLAN, [{"年金计划号": "P0"}])
+    long_key = "P" + "9" * 39  # 年金计划号 is varchar(32)
+    df = _facts(["P0", "P1", long_key, "P2", long_key, "长" * 33])
+    configs = [fk for fk in fk_configs(pg_schema) if fk.name in ("fk_plan", "fk_product_line")]
+    df["产品线代码"] = "PL1"
+
+    result = HybridReferenceService().ensure_references(
+        DOMAIN, df, configs, pg_conn, plan_only=mode == "plan_only", coverage_only=mode == "coverage_only"
+    )
+
+    plan = next(m for m in result.coverage_metrics if m.fk_name == "fk_plan")
+    assert (plan.total_fk_values, plan.covered_values, plan.missing_values) == (5, 1, 4)  # too long is missing
+    for message in (plan.error, result.degradation_reason):
+        assert "fk_plan" in message and f"{pg_schema}.{PLAN}" in message and "'年金计划号'" in message
+        assert "2 key(s) longer than the 32 characters" in message and repr(long_key) in message
+    assert result.degraded_mode
+    assert result.tables_processed == 2  # measured, only partly backfilled
+    assert result.pre_load_coverage == pytest.approx(1 / 6, abs=1e-6)
+    expected = [("P0",)] if mode != "backfill" else [("P0",), ("P1",), ("P2",)]
+    assert _select(pg_conn, pg_schema, PLAN, "年金计划号") == expected
+    if mode != "coverage_only":
+        tables = {t.fk_name: t for t in result.backfill_result.tables}
+        assert (tables["fk_plan"].inserted, tables["fk_plan"].rejected, tables["fk_plan"].skipped) == (2, 2, 1)
+        assert tables["fk_product_line"].inserted == 1 and tables["fk_product_line"].error is None
+        assert result.per_table_ratio[f"{pg_schema}.{PLAN}"] == pytest.approx(2 / 3, abs=1e-6)
+
+
 def test_missing_required_fact_column_is_reported_per_table(pg_conn, pg_schema):
     create_business_tables(pg_conn, pg_schema)
     df = pd.DataFrame({"计划代码": ["P1"], "计划名称": ["计划一"], "产品线代码": ["PL1"]})
