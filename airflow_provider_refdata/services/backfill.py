@@ -24,8 +24,16 @@ anything is written; nothing is ever truncated):
 Each table runs inside ``conn.transaction()``: on an idle connection that is the table's own transaction,
 committed when the table is done; inside a caller's open transaction it is a savepoint.  Either way a
 failing table is rolled back alone, recorded with its cause, and the next table proceeds; nothing is raised.
-Writers of the same table serialize on a transaction-scoped advisory lock, so concurrent runs over
+
+Locking: writers of a table serialize on a transaction-scoped advisory lock named after the table (the
+name the sync uses too), taken as the first statement of the table's unit, so the tracking-column DDL, the
+coverage that decides what is missing and the insert all happen under it; concurrent runs over
 overlapping keys neither fail nor duplicate, and their inserted counts add up to the keys really added.
+On an idle connection a unit holds one table lock and commits.  Inside a caller's open transaction the
+locks outlive their savepoints until the caller commits, so every table lock the call needs is taken up
+front, in one canonical order (:func:`lock_tables_up_front`): two callers processing overlapping tables in
+different orders wait for each other instead of deadlocking.  Plan-only and coverage-only runs write
+nothing and take no locks.
 
 Plain Python: no Airflow import.
 """
@@ -50,7 +58,7 @@ from airflow_provider_refdata.warehouse.backfill import fill_null_columns, inser
 from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
 from airflow_provider_refdata.warehouse.coverage import measure_coverage, stage_keys
-from airflow_provider_refdata.warehouse.state import lock_name
+from airflow_provider_refdata.warehouse.state import lock_name, lock_names
 from airflow_provider_refdata.warehouse.tracking import TRACKING_COLUMNS, ensure_tracking_columns
 
 logger = logging.getLogger(__name__)
@@ -153,6 +161,8 @@ class GenericBackfillService:
         order = processing_order(fk_configs)
         with warehouse_connection(conn) as pg:
             was_idle = pg.info.transaction_status == TransactionStatus.IDLE
+            if not plan_only:
+                lock_tables_up_front(pg, order)
             outcomes = [self.process_table(pg, df, fk, plan_only=plan_only) for fk in order]
             finish_connection(pg, was_idle)
         return self.summarize(order, [o.backfill for o in outcomes], len(df), time.perf_counter() - started, plan_only)
@@ -239,10 +249,12 @@ class GenericBackfillService:
         domain: str,
         notes: list[str],
     ) -> None:
+        if writes:
+            # First statement of the table's unit: the table's lock covers the tracking DDL, the coverage that
+            # decides what is missing and the insert (the sync takes the same lock before its DDL and merge).
+            lock_name(pg, fk.qualified_table)
         info = _reference_table(pg, fk)
         if writes and any(name not in info.columns for name in TRACKING_COLUMNS):
-            # DDL under a lock: concurrent first runs on a bare table must not race on ALTER TABLE.
-            lock_name(pg, f"{fk.qualified_table}#tracking")
             ensure_tracking_columns(pg, fk.target_schema, fk.target_table)
             info = _reference_table(pg, fk)
         if keys.total == 0:
@@ -273,8 +285,6 @@ class GenericBackfillService:
             result.rejected += int(np.isin(selected[~keep], missing).sum())
             frame, selected = frame[keep], selected[keep]
         columns = [c.target for c in fk.backfill_columns]
-        if writes:
-            lock_name(pg, fk.qualified_table)
         stage_candidates(pg, _ROW_STAGE, frame, info, fk.target_key)
         if fill:
             result.updated = fill_null_columns(pg, _ROW_STAGE, info, fk.target_key, columns, plan_only=not writes)
@@ -312,6 +322,31 @@ def _reference_table(pg: psycopg.Connection, fk: ForeignKeyConfig) -> TableInfo:
                 column=column,
             )
     return info
+
+
+def lock_tables_up_front(pg: psycopg.Connection, fk_configs: Sequence[ForeignKeyConfig]) -> str | None:
+    """Inside a caller's open transaction, take every table lock the call will need now, in canonical order.
+
+    Per-table units are savepoints there, and releasing a savepoint does not release its advisory locks: they
+    pile up until the caller commits.  Taken one by one in each caller's dependency order, two callers with
+    overlapping tables in different orders could deadlock; taken together in one canonical order
+    (:func:`~airflow_provider_refdata.warehouse.state.lock_names`), a caller either gets them all or waits
+    holding none of them.  Does nothing on an idle connection (each table is its own short transaction there,
+    holding one table lock at a time).  Returns the cause when the locks could not be taken (the call goes on
+    with per-table locks), else ``None``.
+
+    :param pg: the caller's connection.
+    :param fk_configs: the FK configurations the call will write.
+    """
+    if pg.info.transaction_status != TransactionStatus.INTRANS or not fk_configs:
+        return None
+    try:
+        with pg.transaction():
+            lock_names(pg, [fk.qualified_table for fk in fk_configs])
+    except Exception as exc:  # e.g. the caller's lock_timeout: degrade, do not abort the caller's transaction
+        logger.warning("Could not take the table locks up front: %s", describe_error(exc))
+        return f"table locks: {describe_error(exc)}"
+    return None
 
 
 def finish_connection(pg: psycopg.Connection, was_idle: bool) -> None:

@@ -11,6 +11,12 @@
    table) and overall; a **warning** for each ratio strictly greater than its threshold;
 4. one ``refdata.run_log`` row with the :class:`~airflow_provider_refdata.results.HybridResult` as jsonb.
 
+Inside a caller's open transaction (the per-table units are savepoints, whose advisory locks last until the
+caller commits), a writing call first takes the locks of every table it will write, in one canonical order,
+before the pre-load and the first table: two callers with overlapping tables in different dependency orders
+then wait for each other instead of deadlocking (see :mod:`~airflow_provider_refdata.services.backfill`).
+The pre-load's own locks are the sync service's business and are not part of that set.
+
 Thresholds: ``auto_derived_threshold`` applies to the overall ratio and to every table;
 ``table_thresholds`` overrides it per table, keyed by the schema-qualified table (``business.年金计划``) or
 by an FK configuration's name (``fk_plan``; the qualified table wins when both are given).
@@ -43,6 +49,7 @@ from airflow_provider_refdata.services.backfill import (
     TableOutcome,
     describe_error,
     finish_connection,
+    lock_tables_up_front,
 )
 from airflow_provider_refdata.warehouse.catalog import table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
@@ -115,11 +122,16 @@ class HybridReferenceService:
         result = HybridResult(domain=domain, plan_only=plan_only, coverage_only=coverage_only)
         with warehouse_connection(conn) as pg:
             was_idle = pg.info.transaction_status == TransactionStatus.IDLE
+            if not coverage_only and not plan_only:
+                written = [fk for fk in order if not _is_skipped(fk, skip)]
+                locks_problem = lock_tables_up_front(pg, written)
+                if locks_problem:
+                    problems.append(locks_problem)
             if self.sync_service is not None and not coverage_only and not plan_only:
                 result.pre_load_available = self._pre_load(pg, problems)
             outcomes: list[TableOutcome] = []
             for fk in order:
-                if skip & {fk.name, fk.qualified_table, fk.target_table}:
+                if _is_skipped(fk, skip):
                     outcomes.append(_skipped(fk))
                     continue
                 outcome = backfill.process_table(
@@ -291,6 +303,10 @@ class HybridReferenceService:
             result.degraded_mode = True
             previous = result.degradation_reason
             result.degradation_reason = f"{previous}; {reason}" if previous else reason
+
+
+def _is_skipped(fk: ForeignKeyConfig, skip: set[str]) -> bool:
+    return bool(skip & {fk.name, fk.qualified_table, fk.target_table})
 
 
 def _skipped(fk: ForeignKeyConfig) -> TableOutcome:

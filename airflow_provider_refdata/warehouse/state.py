@@ -8,7 +8,7 @@ run and per ``ensure_references`` call, with the result model as jsonb.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +53,29 @@ def lock_name(conn: psycopg.Connection, name: str) -> None:
     Two transactions locking the same name serialize; the lock is released at commit or rollback.
     """
     conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (_LOCK_NAMESPACE, name))
+
+
+def lock_names(conn: psycopg.Connection, names: Iterable[str]) -> None:
+    """Take the transaction-scoped advisory locks of several names at once, in one canonical order.
+
+    The locks are taken in ascending order of their lock key (``hashtext``), by one statement, so that two
+    transactions needing overlapping sets can never each hold a lock the other waits for (and two names that
+    happen to share a key are one lock, taken once).  Locks already held by the transaction are re-entrant.
+    Use it when a transaction will take several names' locks and keep them to its end.
+
+    :param conn: a connection inside the transaction that keeps the locks.
+    :param names: the names (e.g. schema-qualified tables, as passed to :func:`lock_name`).
+    """
+    wanted = sorted(set(names))
+    if not wanted:
+        return
+    conn.execute(
+        """
+        SELECT count(pg_advisory_xact_lock(%s, k.key))
+          FROM (SELECT DISTINCT hashtext(n) AS key FROM unnest(%s::text[]) AS n ORDER BY 1) AS k
+        """,
+        (_LOCK_NAMESPACE, wanted),
+    )
 
 
 def ensure_state_tables(conn: psycopg.Connection) -> None:

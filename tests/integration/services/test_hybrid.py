@@ -412,6 +412,34 @@ def test_accepts_sqlalchemy_engine_and_connection(pg_server, pg_schema):
         assert _select(conn, pg_schema, ORG, "机构代码") == [("E1",), ("E2",)]
 
 
+def _together(pg_server: str, callers: int, call, *, open_transaction: bool = False) -> list[HybridResult]:
+    """Run ``call(i, conn)`` in ``callers`` threads, each with its own connection, released together by a barrier;
+    with ``open_transaction`` each connection is inside an open transaction (committed after the call).
+    Asserts that every call returned a HybridResult that is not degraded."""
+    results: list = [None] * callers
+    barrier = threading.Barrier(callers)
+
+    def run(i: int) -> None:
+        try:
+            with psycopg.connect(pg_server) as conn:
+                if open_transaction:
+                    conn.execute("SELECT 1")  # the caller's transaction is open: our units are savepoints
+                barrier.wait()
+                results[i] = call(i, conn)
+                conn.commit()
+        except BaseException as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert all(isinstance(r, HybridResult) for r in results), results
+    assert not any(r.degraded_mode for r in results), [r.degradation_reason for r in results]
+    return results
+
+
 def test_eight_concurrent_calls_on_overlapping_keys(pg_server, pg_schema):
     with psycopg.connect(pg_server) as conn:
         create_business_tables(conn, pg_schema, org_tracking=False)
@@ -441,25 +469,12 @@ def test_eight_concurrent_calls_on_overlapping_keys(pg_server, pg_schema):
                 }
             )
         )
-    results: list[HybridResult | BaseException] = [None] * callers  # type: ignore[list-item]
-    barrier = threading.Barrier(callers)
+    results = _together(
+        pg_server,
+        callers,
+        lambda i, conn: HybridReferenceService().ensure_references(f"domain{i}", frames[i], configs, conn),
+    )
 
-    def call(i: int) -> None:
-        try:
-            with psycopg.connect(pg_server) as conn:
-                barrier.wait()
-                results[i] = HybridReferenceService().ensure_references(f"domain{i}", frames[i], configs, conn)
-        except BaseException as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(callers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-
-    assert all(isinstance(r, HybridResult) for r in results), results
-    assert not any(r.degraded_mode for r in results), [r.degradation_reason for r in results]
     all_codes = {c for f in frames for c in f["计划代码"]}
     new_plans = {c for c in all_codes if int(c[1:]) % 2 == 1 or int(c[1:]) >= 40}
     expected_inserted = {
@@ -475,3 +490,32 @@ def test_eight_concurrent_calls_on_overlapping_keys(pg_server, pg_schema):
         assert _select(conn, pg_schema, PLAN, "count(*), count(DISTINCT 年金计划号)") == [(len(all_codes),) * 2]
         assert _select(conn, pg_schema, PORTFOLIO, "count(*)") == [(len(all_codes),)]
         assert _select(conn, pg_schema, ORG, "count(*)") == [(7,)]
+
+
+def test_callers_inside_open_transactions_with_opposite_table_orders_do_not_deadlock(pg_server, pg_schema):
+    with psycopg.connect(pg_server) as conn:
+        create_business_tables(conn, pg_schema)
+    org, product = (fk for fk in fk_configs(pg_schema) if fk.name in ("fk_organization", "fk_product_line"))
+    # The same two tables, in opposite dependency orders.
+    orders = [
+        [org, product.model_copy(update={"depends_on": ["fk_organization"]})],
+        [product, org.model_copy(update={"depends_on": ["fk_product_line"]})],
+    ]
+    rounds = 3
+    for r in range(rounds):
+        codes = [f"R{r}K{i}" for i in range(6)]
+        frame = pd.DataFrame({"机构代码": codes, "机构名称": codes, "产品线代码": codes})
+
+        results = _together(
+            pg_server,
+            2,
+            lambda i, conn, frame=frame: HybridReferenceService().ensure_references(f"d{i}", frame, orders[i], conn),
+            open_transaction=True,
+        )
+
+        for name in ("fk_organization", "fk_product_line"):
+            inserted = sum(t.inserted for x in results for t in x.backfill_result.tables if t.fk_name == name)
+            assert inserted == len(codes), (r, name)
+    with psycopg.connect(pg_server) as conn:
+        for table, key in ((ORG, "机构代码"), (PRODUCT, "产品线代码")):
+            assert _select(conn, pg_schema, table, f"count(*), count(DISTINCT {key})") == [(6 * rounds,) * 2]
