@@ -389,27 +389,45 @@ def test_pre_load(pg_conn, pg_schema, fail):
         assert result.degradation_reason.startswith("pre-load: DivisionByZero")
 
 
-def test_accepts_sqlalchemy_engine_and_connection(pg_server, pg_schema):
+@pytest.mark.parametrize("form", ["psycopg", "postgres_hook", "sqlalchemy_connection", "sqlalchemy_engine"])
+def test_every_warehouse_form_backfills_and_commits(pg_server, pg_schema, airflow_connections, form):
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
     from sqlalchemy import create_engine
 
     with psycopg.connect(pg_server) as conn:
         create_business_tables(conn, pg_schema)
-    engine = create_engine(pg_server.replace("postgresql://", "postgresql+psycopg://", 1))
+        insert(conn, pg_schema, ORG, [{"机构代码": "E0", "机构名称": "权威"}])
     configs = [fk for fk in fk_configs(pg_schema) if fk.name == "fk_organization"]
+    df = pd.DataFrame({"机构代码": ["E0", "E1", " E2 ", "E1"], "机构名称": ["x", "一", "二", "?"]})
+    engine = create_engine(pg_server.replace("postgresql://", "postgresql+psycopg://", 1))
     try:
-        first = HybridReferenceService().ensure_references(
-            DOMAIN, pd.DataFrame({"机构代码": ["E1"], "机构名称": ["x"]}), configs, engine
-        )
-        with engine.connect() as sa_conn:
-            second = HybridReferenceService().ensure_references(
-                DOMAIN, pd.DataFrame({"机构代码": ["E1", "E2"], "机构名称": ["x", "y"]}), configs, sa_conn
-            )
-            sa_conn.commit()
+        if form == "psycopg":
+            with psycopg.connect(pg_server) as conn:
+                result = HybridReferenceService().ensure_references(DOMAIN, df, configs, conn)
+        elif form == "postgres_hook":
+            hook = PostgresHook(postgres_conn_id="refdata_warehouse")
+            result = HybridReferenceService().ensure_references(DOMAIN, df, configs, hook)
+        elif form == "sqlalchemy_connection":
+            with engine.connect() as sa_conn:  # closed without commit: the service committed its own work
+                result = HybridReferenceService().ensure_references(DOMAIN, df, configs, sa_conn)
+        else:
+            result = HybridReferenceService().ensure_references(DOMAIN, df, configs, engine)
     finally:
         engine.dispose()
-    assert (first.backfill_count, second.backfill_count) == (1, 1)
+
+    assert not result.degraded_mode, result.degradation_reason
+    assert (result.coverage_metrics[0].covered_values, result.backfill_count) == (1, 2)
     with psycopg.connect(pg_server) as conn:
-        assert _select(conn, pg_schema, ORG, "机构代码") == [("E1",), ("E2",)]
+        assert _select(conn, pg_schema, ORG, "机构代码, 机构名称, _source, _derived_from_domain") == [
+            ("E0", "权威", "authoritative", None),
+            ("E1", "一", "auto_derived", DOMAIN),
+            ("E2", "二", "auto_derived", DOMAIN),
+        ]
+        with conn.transaction():
+            logged = conn.execute(
+                "SELECT count(*) FROM refdata.run_log WHERE result::text LIKE %s", (f"%{pg_schema}%",)
+            ).fetchone()
+        assert logged == (1,)
 
 
 def _together(pg_server: str, callers: int, call, *, open_transaction: bool = False) -> list[HybridResult]:
