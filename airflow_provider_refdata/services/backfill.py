@@ -21,6 +21,12 @@ anything is written; nothing is ever truncated):
   NOT NULL, its row is left out (counted in ``rejected``); either way the table is reported the same way,
   naming the FK, table, column, limit and an example key and value.
 
+**Several FK configurations on one table** (e.g. plan codes from two fact columns) are each measured
+against the table *as it was before this call*: keys an earlier configuration of the same call inserted
+count as missing for the later one (its ``coverage`` is the facts' real pre-call coverage, the same in plan
+mode as in a real run), and they are not inserted again (``skipped``); in plan mode the keys an earlier
+configuration would insert are not counted twice.  A configuration's ``inserted`` is what it really added.
+
 Each table runs inside ``conn.transaction()``: on an idle connection that is the table's own transaction,
 committed when the table is done; inside a caller's open transaction it is a savepoint.  Either way a
 failing table is rolled back alone, recorded with its cause, and the next table proceeds; nothing is raised.
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,7 +64,7 @@ from airflow_provider_refdata.services.derivation import FactKeys, candidates_fr
 from airflow_provider_refdata.warehouse.backfill import fill_null_columns, insert_missing, stage_candidates
 from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
-from airflow_provider_refdata.warehouse.coverage import measure_coverage, stage_keys
+from airflow_provider_refdata.warehouse.coverage import measure_coverage, stage_earlier_keys, stage_keys
 from airflow_provider_refdata.warehouse.state import lock_name, lock_names
 from airflow_provider_refdata.warehouse.tracking import TRACKING_COLUMNS, ensure_tracking_columns
 
@@ -65,6 +72,7 @@ logger = logging.getLogger(__name__)
 
 _KEY_STAGE = "refdata_fk_keys"
 _ROW_STAGE = "refdata_fk_rows"
+_EARLIER_STAGE = "refdata_fk_earlier"
 
 
 @dataclass
@@ -163,7 +171,8 @@ class GenericBackfillService:
             was_idle = pg.info.transaction_status == TransactionStatus.IDLE
             if not plan_only:
                 lock_tables_up_front(pg, order)
-            outcomes = [self.process_table(pg, df, fk, plan_only=plan_only) for fk in order]
+            earlier = shared_tables(order)
+            outcomes = [self.process_table(pg, df, fk, plan_only=plan_only, earlier=earlier) for fk in order]
             finish_connection(pg, was_idle)
         return self.summarize(order, [o.backfill for o in outcomes], len(df), time.perf_counter() - started, plan_only)
 
@@ -195,6 +204,7 @@ class GenericBackfillService:
         backfill: bool = True,
         plan_only: bool = False,
         domain: str | None = None,
+        earlier: dict[str, list[str]] | None = None,
     ) -> TableOutcome:
         """Coverage and (unless ``backfill`` is false) backfill of one FK configuration, isolated.
 
@@ -209,18 +219,24 @@ class GenericBackfillService:
         :param backfill: insert missing keys (false: measure coverage only, write nothing).
         :param plan_only: measure and count what would be written, write nothing.
         :param domain: written to ``_derived_from_domain`` (default: the service's domain).
+        :param earlier: per qualified table targeted by several FK configurations of the call (see
+            :func:`shared_tables`), the keys the call's earlier configurations inserted (in plan mode: would
+            insert); coverage is measured as before them, and this configuration's keys are added.
         """
         table = fk.qualified_table
         coverage = CoverageMetrics(fk_name=fk.name, table=table)
         result = BackfillTableResult(fk_name=fk.name, table=table)
         notes: list[str] = []
+        added: list[str] = []  # keys inserted (plan mode: to be inserted) by this unit, if the table is shared
         try:
             keys = extract_keys(df, fk)
             coverage.blank_rows = keys.blank_rows
             coverage.total_fk_values = result.candidates = keys.total
             writes = backfill and not plan_only
             with pg.transaction() as tx:
-                self._process(pg, df, fk, keys, coverage, result, backfill, writes, domain or self.domain, notes)
+                self._process(
+                    pg, df, fk, keys, coverage, result, backfill, writes, domain or self.domain, notes, earlier, added
+                )
                 if not writes:
                     # Plan and coverage-only runs leave no trace, not even the stages.
                     raise psycopg.Rollback(tx)
@@ -230,6 +246,8 @@ class GenericBackfillService:
             coverage.error = result.error = cause
             result.inserted = result.updated = result.skipped = result.rejected = 0
             return TableOutcome(coverage=coverage, backfill=result)
+        if earlier is not None and table in earlier:
+            earlier[table].extend(added)  # only once the unit has committed (or, in plan mode, completed)
         if notes:
             # The rest of the table went in; what did not fit is reported like a failure: degraded, with cause.
             coverage.error = result.error = "; ".join(notes)
@@ -248,6 +266,8 @@ class GenericBackfillService:
         writes: bool,
         domain: str,
         notes: list[str],
+        earlier: dict[str, list[str]] | None,
+        added: list[str],
     ) -> None:
         if writes:
             # First statement of the table's unit: the table's lock covers the tracking DDL, the coverage that
@@ -260,7 +280,12 @@ class GenericBackfillService:
         if keys.total == 0:
             return
         stage_keys(pg, _KEY_STAGE, keys.keys, info.columns[fk.target_key])
-        counts = measure_coverage(pg, _KEY_STAGE, info, fk.target_key)
+        # Keys of this table written earlier in this call (another FK config on the same table), if any.
+        shared = earlier is not None and fk.qualified_table in earlier
+        done = earlier[fk.qualified_table] if shared else None
+        if done:
+            stage_earlier_keys(pg, _EARLIER_STAGE, done, info.columns[fk.target_key])
+        counts = measure_coverage(pg, _KEY_STAGE, info, fk.target_key, earlier_stage=_EARLIER_STAGE if done else None)
         coverage.covered_values = counts.covered
         coverage.missing_values = counts.missing
         coverage.coverage_rate = counts.covered / counts.total if counts.total else 1.0
@@ -289,9 +314,13 @@ class GenericBackfillService:
         if fill:
             result.updated = fill_null_columns(pg, _ROW_STAGE, info, fk.target_key, columns, plan_only=not writes)
         if writes:
-            result.inserted = insert_missing(pg, _ROW_STAGE, info, fk.target_key, columns, domain)
+            keys_out = added if shared else None
+            result.inserted = insert_missing(pg, _ROW_STAGE, info, fk.target_key, columns, domain, keys_out=keys_out)
         else:
-            result.inserted = int(np.isin(selected, missing).sum())  # what a real run would insert now
+            would_insert = selected[np.isin(selected, missing)]  # what a real run would insert now
+            result.inserted = len(would_insert)
+            if shared:
+                added.extend(str(k) for k in keys.keys[would_insert])
         result.skipped = keys.total - result.inserted - result.rejected
         logger.info(
             "FK %s (%s): %d candidates, %d missing, %d %s, %d rejected, %d filled",
@@ -322,6 +351,16 @@ def _reference_table(pg: psycopg.Connection, fk: ForeignKeyConfig) -> TableInfo:
                 column=column,
             )
     return info
+
+
+def shared_tables(fk_configs: Sequence[ForeignKeyConfig]) -> dict[str, list[str]]:
+    """``{table: []}`` for each reference table targeted by more than one of the FK configurations: the
+    ``earlier`` bookkeeping :meth:`GenericBackfillService.process_table` fills for them.
+
+    :param fk_configs: the FK configurations one call processes.
+    """
+    counts = Counter(fk.qualified_table for fk in fk_configs)
+    return {table: [] for table, n in counts.items() if n > 1}
 
 
 def lock_tables_up_front(pg: psycopg.Connection, fk_configs: Sequence[ForeignKeyConfig]) -> str | None:

@@ -17,6 +17,14 @@ before the pre-load and the first table: two callers with overlapping tables in 
 then wait for each other instead of deadlocking (see :mod:`~airflow_provider_refdata.services.backfill`).
 The pre-load's own locks are the sync service's business and are not part of that set.
 
+Several FK configurations on one reference table (e.g. plan codes from two fact columns): each one's
+coverage is measured against the table **as it was before this call's backfill** — keys an earlier
+configuration of the call inserted count as missing for the later one and are not inserted twice — so the
+coverage numbers and ``pre_load_coverage`` (covered / total summed over the FK configurations) are the same
+in a plan-only run as in a real one.  Ratios count each table once: ``per_table_ratio`` is keyed by table,
+``total_auto_derived``/``total_authoritative``/``auto_derived_ratio`` sum over distinct tables, and
+``tables_processed`` counts distinct tables.
+
 Thresholds: ``auto_derived_threshold`` applies to the overall ratio and to every table;
 ``table_thresholds`` overrides it per table, keyed by the schema-qualified table (``business.年金计划``) or
 by an FK configuration's name (``fk_plan``; the qualified table wins when both are given).
@@ -50,6 +58,7 @@ from airflow_provider_refdata.services.backfill import (
     describe_error,
     finish_connection,
     lock_tables_up_front,
+    shared_tables,
 )
 from airflow_provider_refdata.warehouse.catalog import table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
@@ -130,12 +139,13 @@ class HybridReferenceService:
             if self.sync_service is not None and not coverage_only and not plan_only:
                 result.pre_load_available = self._pre_load(pg, problems)
             outcomes: list[TableOutcome] = []
+            earlier = shared_tables([fk for fk in order if not _is_skipped(fk, skip)])
             for fk in order:
                 if _is_skipped(fk, skip):
                     outcomes.append(_skipped(fk))
                     continue
                 outcome = backfill.process_table(
-                    pg, df, fk, backfill=not coverage_only, plan_only=plan_only, domain=domain
+                    pg, df, fk, backfill=not coverage_only, plan_only=plan_only, domain=domain, earlier=earlier
                 )
                 if outcome.error:
                     problems.append(f"{fk.qualified_table} ({fk.name}): {outcome.error}")
@@ -211,7 +221,7 @@ class HybridReferenceService:
         measured = [o.coverage for o in outcomes if o.measured]
         total = sum(c.total_fk_values for c in measured)
         result.pre_load_coverage = round(sum(c.covered_values for c in measured) / total, 6) if total else 1.0
-        result.tables_processed = len(measured)
+        result.tables_processed = len({c.table for c in measured})  # distinct tables, not FK configurations
         if not coverage_only:
             result.backfill_result = GenericBackfillService.summarize(
                 order, [o.backfill for o in outcomes], len(df), time.perf_counter() - started, result.plan_only

@@ -58,6 +58,8 @@ def insert_missing(
     key: str,
     columns: Sequence[str],
     domain: str,
+    *,
+    keys_out: list[str] | None = None,
 ) -> int:
     """Insert the staged keys absent from the table as auto-derived rows; returns how many were inserted.
 
@@ -70,6 +72,7 @@ def insert_missing(
     :param key: the key column (unique in the table).
     :param columns: backfill target columns present in both the stage and the table.
     :param domain: written to ``_derived_from_domain``.
+    :param keys_out: when given, the inserted keys (as text) are appended to it.
     """
     target = table_ref(info.schema, info.table)
     key_ident = sql.Identifier(key)
@@ -83,9 +86,9 @@ def insert_missing(
                AND NOT EXISTS (SELECT 1 FROM {target} t WHERE t.{key} = s.{key})
              ORDER BY s.{key}
             ON CONFLICT ({key}) DO NOTHING
-            RETURNING 1
+            RETURNING {key}::text AS k
         )
-        SELECT count(*) FROM inserted
+        SELECT count(*), {keys} FROM inserted
         """
     ).format(
         target=target,
@@ -98,8 +101,12 @@ def insert_missing(
         at=sql.Identifier(DERIVED_AT),
         values=sql.SQL(", ").join(_value(info, c) for c in columns),
         stage=sql.Identifier(stage),
+        keys=sql.SQL("COALESCE(array_agg(k), '{}')" if keys_out is not None else "NULL"),
     )
-    return conn.execute(statement, {"source": AUTO_DERIVED, "domain": domain}).fetchone()[0]
+    count, keys = conn.execute(statement, {"source": AUTO_DERIVED, "domain": domain}).fetchone()
+    if keys_out is not None:
+        keys_out.extend(keys)
+    return count
 
 
 def fill_null_columns(

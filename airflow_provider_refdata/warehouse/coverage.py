@@ -79,20 +79,45 @@ def stage_keys(conn: psycopg.Connection, stage: str, keys: Sequence[str] | np.nd
     conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
 
 
-def measure_coverage(conn: psycopg.Connection, stage: str, info: TableInfo, key: str) -> CoverageCounts:
+def stage_earlier_keys(conn: psycopg.Connection, stage: str, keys: Sequence[str], key_column: ColumnInfo) -> None:
+    """Create a stage ``(_k <key type>)`` holding keys written (or planned) earlier in the same call, via COPY.
+
+    :param conn: a connection inside the transaction that uses the stage.
+    :param stage: the temporary table's name.
+    :param keys: the keys as text.
+    :param key_column: the reference table's key column (for the stage key's type).
+    """
+    create_stage(conn, stage, [KEY_COLUMN], [stage_type(key_column)])
+    copy_frame(conn, stage, pd.DataFrame({KEY_COLUMN: list(keys)}))
+
+
+def measure_coverage(
+    conn: psycopg.Connection, stage: str, info: TableInfo, key: str, *, earlier_stage: str | None = None
+) -> CoverageCounts:
     """One join of the key stage against the reference table: totals, split and missing positions.
 
     A table without the tracking columns counts every covered key as authoritative.  Absent keys longer
     than a length-limited text key column are told apart in the same statement (``char_length`` on the
     server, so the server's idea of a character decides).
 
+    With ``earlier_stage`` (keys this call already inserted into the table for another FK configuration, or
+    in plan mode would insert), coverage is measured as the table was before the call: those keys count as
+    missing, not covered, and are not in ``missing_positions`` (nothing is left to insert for them).
+
     :param conn: the connection holding the stage.
     :param stage: the key stage made by :func:`stage_keys`.
     :param info: the reference table's catalog entry.
     :param key: the reference table's key column.
+    :param earlier_stage: a stage made by :func:`stage_earlier_keys`, or ``None``.
     """
+    if earlier_stage is None:
+        earlier = sql.SQL("false")
+    else:
+        earlier = sql.SQL("EXISTS (SELECT 1 FROM {} e WHERE e.{k} = s.{k})").format(
+            sql.Identifier(earlier_stage), k=sql.Identifier(KEY_COLUMN)
+        )
     if info.has_column(SOURCE):
-        auto = sql.SQL("count(*) FILTER (WHERE t.{} = %(auto)s)").format(sql.Identifier(SOURCE))
+        auto = sql.SQL("count(*) FILTER (WHERE t.{} = %(auto)s AND NOT {})").format(sql.Identifier(SOURCE), earlier)
     else:
         auto = sql.SQL("0")
     column = info.columns[key]
@@ -102,9 +127,9 @@ def measure_coverage(conn: psycopg.Connection, stage: str, info: TableInfo, key:
         too_long = sql.SQL("false")
     statement = sql.SQL(
         """
-        SELECT count(*), count(t.{key}), {auto},
-               COALESCE(array_agg(s.{pos} ORDER BY s.{pos}) FILTER (WHERE t.{key} IS NULL AND NOT {too_long}),
-                        '{{}}'),
+        SELECT count(*), count(*) FILTER (WHERE t.{key} IS NOT NULL AND NOT {earlier}), {auto},
+               COALESCE(array_agg(s.{pos} ORDER BY s.{pos})
+                        FILTER (WHERE t.{key} IS NULL AND NOT {too_long} AND NOT {earlier}), '{{}}'),
                COALESCE(array_agg(s.{pos} ORDER BY s.{pos}) FILTER (WHERE t.{key} IS NULL AND {too_long}), '{{}}')
           FROM {stage} s
           LEFT JOIN {target} t ON t.{key} = s.{skey}
@@ -114,6 +139,7 @@ def measure_coverage(conn: psycopg.Connection, stage: str, info: TableInfo, key:
         auto=auto,
         pos=sql.Identifier(POSITION_COLUMN),
         too_long=too_long,
+        earlier=earlier,
         stage=sql.Identifier(stage),
         target=table_ref(info.schema, info.table),
         skey=sql.Identifier(KEY_COLUMN),

@@ -270,6 +270,41 @@ def test_over_long_key_is_left_out_named_and_the_rest_inserted(pg_conn, pg_schem
         assert result.per_table_ratio[f"{pg_schema}.{PLAN}"] == pytest.approx(2 / 3, abs=1e-6)
 
 
+@pytest.mark.parametrize("plan_only", [False, True])
+def test_two_fk_configs_on_one_table_measure_against_the_table_before_the_call(pg_conn, pg_schema, plan_only):
+    create_business_tables(pg_conn, pg_schema)
+    insert(pg_conn, pg_schema, PLAN, [{"年金计划号": "P0", "计划名称": "权威"}])
+    plan = next(fk for fk in fk_configs(pg_schema) if fk.name == "fk_plan")
+    trustee = plan.model_copy(
+        update={
+            "name": "fk_trustee_plan",
+            "source_column": "受托计划代码",
+            "depends_on": ["fk_plan"],
+            "backfill_columns": plan.backfill_columns[:1],
+        }
+    )
+    df = _facts(["P0", "P1", "P2", None]).assign(受托计划代码=["P1", "P2", "P3", "P3"])
+
+    result = HybridReferenceService().ensure_references(DOMAIN, df, [trustee, plan], pg_conn, plan_only=plan_only)
+
+    assert not result.degraded_mode, result.degradation_reason
+    by_fk = {m.fk_name: m for m in result.coverage_metrics}
+    counts = {name: (m.total_fk_values, m.covered_values, m.missing_values) for name, m in by_fk.items()}
+    # Both against the table before this call: P1 and P2, inserted for fk_plan, are missing for the trustee too.
+    assert counts == {"fk_plan": (3, 1, 2), "fk_trustee_plan": (3, 0, 3)}
+    assert by_fk["fk_trustee_plan"].auto_derived_values == 0
+    assert result.pre_load_coverage == pytest.approx(1 / 6, abs=1e-6)
+    tables = {t.fk_name: (t.inserted, t.skipped) for t in result.backfill_result.tables}
+    assert tables == {"fk_plan": (2, 1), "fk_trustee_plan": (1, 2)}  # each key inserted (or planned) once
+    assert result.backfill_count == 3
+    # The table counts once: 3 auto-derived of 4 rows, whether written or projected.
+    assert result.per_table_ratio == {f"{pg_schema}.{PLAN}": 0.75}
+    assert (result.total_auto_derived, result.total_authoritative, result.auto_derived_ratio) == (3, 1, 0.75)
+    assert result.tables_processed == 1
+    written = [("P0",)] if plan_only else [("P0",), ("P1",), ("P2",), ("P3",)]
+    assert _select(pg_conn, pg_schema, PLAN, "年金计划号") == written
+
+
 def test_missing_required_fact_column_is_reported_per_table(pg_conn, pg_schema):
     create_business_tables(pg_conn, pg_schema)
     df = pd.DataFrame({"计划代码": ["P1"], "计划名称": ["计划一"], "产品线代码": ["PL1"]})
