@@ -13,7 +13,9 @@ serialize; different tables run independently):
    deletes authoritative rows absent from the stage (auto-derived ones stay; a foreign key still needing a
    row fails the table).  A value longer than its ``varchar(n)`` column fails the table, naming the key
    and column (we chose "the table fails and rolls back" over "reject the row": a partial authoritative
-   table is worse than yesterday's complete one);
+   table is worse than yesterday's complete one).  A blank (NULL, empty or whitespace-only) key fails the
+   table the same way, naming the table and key column(s); a key column that is nullable in the target
+   (a UNIQUE index, not the primary key) always goes through the stage, whose keys are checked first;
 4. write the new watermark (max ``updated_at`` staged) to ``refdata.sync_state`` and the result to
    ``refdata.run_log``, then commit.
 
@@ -261,7 +263,10 @@ class ReferenceSyncService:
                 since = result.watermark_before - timedelta(seconds=incremental.lookback_seconds)
             phase = time.perf_counter()
             loaded = False
-            if merge.table_is_empty(pg, info.schema, info.table):
+            # A nullable key column (a UNIQUE index rather than the primary key) would take a NULL key in
+            # silently, so such tables always go through the stage, which is checked for blank keys.
+            key_nullable = any(info.columns[k].nullable for k in key)
+            if not key_nullable and merge.table_is_empty(pg, info.schema, info.table):
                 # Nothing to compare with: COPY straight into the target (its defaults are the authoritative
                 # tracking values).  If PostgreSQL rejects a row (duplicate key, over-long value, bad type),
                 # fall back to the staged path below, which re-reads the source and names the key and column.
@@ -279,7 +284,7 @@ class ReferenceSyncService:
                 self._skip_if_empty_replace(cfg, result)
                 logger.debug("Sync %s: staged %s rows in %.3f s", name, result.rows_read, time.perf_counter() - phase)
                 phase = time.perf_counter()
-                self._merge(pg, cfg, info, columns, key, result)
+                self._merge(pg, cfg, info, columns, key, result, check_blank_keys=key_nullable)
             logger.debug("Sync %s: loaded in %.3f s", name, time.perf_counter() - phase)
             result.watermark_after = seen if seen is not None and result.rows_read else result.watermark_before
             result.duration_seconds = round((datetime.now(UTC) - started_at).total_seconds(), 3)
@@ -374,8 +379,17 @@ class ReferenceSyncService:
 
     @staticmethod
     def _merge(
-        pg: psycopg.Connection, cfg: Any, info: TableInfo, columns: list[str], key: list[str], result: SyncResult
+        pg: psycopg.Connection,
+        cfg: Any,
+        info: TableInfo,
+        columns: list[str],
+        key: list[str],
+        result: SyncResult,
+        *,
+        check_blank_keys: bool = False,
     ) -> None:
+        if check_blank_keys:
+            _check_blank_keys(pg, info, key)
         try:
             with pg.transaction():  # savepoint: lets us diagnose a failed statement against the stage
                 if merge.table_is_empty(pg, info.schema, info.table):
@@ -393,6 +407,9 @@ class ReferenceSyncService:
                         result.rows_deleted = merge.delete_absent_authoritative(pg, info, STAGE_NAME, key)
         except psycopg.errors.UniqueViolation:
             _check_duplicates(pg, info, key)
+            raise
+        except psycopg.errors.NotNullViolation:
+            _check_blank_keys(pg, info, key)
             raise
         except psycopg.errors.StringDataRightTruncation as exc:
             bad = merge.find_overlong_value(pg, STAGE_NAME, info, columns, key)
@@ -473,6 +490,19 @@ def _check_duplicates(pg: psycopg.Connection, info: TableInfo, key: Sequence[str
             f"the source has duplicate keys for {table}: {shown}; nothing was changed",
             table=table,
             key=duplicates[0][0],
+            column=", ".join(key),
+        )
+
+
+def _check_blank_keys(pg: psycopg.Connection, info: TableInfo, key: Sequence[str]) -> None:
+    """Fail the table, naming it and the key column(s), when staged rows have a NULL or empty key."""
+    blank = merge.count_blank_keys(pg, STAGE_NAME, key)
+    if blank:
+        table = f"{info.schema}.{info.table}"
+        raise RefdataSyncError(
+            f"{table}: the source has {blank} row(s) with a blank key ({', '.join(map(repr, key))} NULL, empty "
+            "or only whitespace); keys must not be blank, nothing was changed",
+            table=table,
             column=", ".join(key),
         )
 

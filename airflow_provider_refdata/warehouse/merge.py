@@ -99,6 +99,16 @@ def find_duplicate_keys(
     return [(tuple(row[:-1]), row[-1]) for row in conn.execute(query).fetchall()]
 
 
+def count_blank_keys(conn: psycopg.Connection, stage: str, key: Sequence[str]) -> int:
+    """Staged rows whose key has a NULL, empty or whitespace-only column (one scan of the stage)."""
+    blank = sql.SQL(" OR ").join(
+        sql.SQL("{c} IS NULL OR btrim({c}::text, {ws}) = ''").format(c=sql.Identifier(c), ws=sql.Literal(" \t\r\n"))
+        for c in key
+    )
+    query = sql.SQL("SELECT count(*) FROM {s} WHERE {blank}").format(s=sql.Identifier(stage), blank=blank)
+    return conn.execute(query).fetchone()[0]
+
+
 @dataclass(frozen=True)
 class OverlongValue:
     """A staged value longer than its target column allows."""
