@@ -49,6 +49,7 @@ from airflow_provider_refdata.services.sources import (
     SourceRead,
     SourceSkipped,
     SourceUnavailableError,
+    YamlFileSource,
 )
 from airflow_provider_refdata.textable import text_table
 from airflow_provider_refdata.warehouse import merge
@@ -133,7 +134,8 @@ class ReferenceSyncService:
 
         :param config_or_tables: a ``ReferenceSyncConfig`` or a list of ``SyncTableConfig``; default: the
             constructor's ``config``.  A disabled configuration syncs nothing and returns ``[]``.
-        :param sources: sources by ``source_type``; default: the constructor's ``sources``.
+        :param sources: sources by ``source_type``; default: the constructor's ``sources``.  ``config_file``
+            tables without a source read their files directly (:class:`~.sources.YamlFileSource`).
         :param conn: the warehouse (psycopg connection, ``PostgresHook``, SQLAlchemy connection/engine, DSN).
         :param plan_only: compute the counts, write nothing.
         :param force_full: ignore watermarks and read every source row.
@@ -153,6 +155,9 @@ class ReferenceSyncService:
         with warehouse_connection(conn) as pg:
             for entry in entries:
                 source = (sources or {}).get(entry.source_type)
+                if source is None and entry.source_type == "config_file":
+                    # Reference files need no credentials: the configuration's absolute paths suffice.
+                    source = YamlFileSource()
                 results.append(
                     self.sync_table(
                         entry,

@@ -210,3 +210,11 @@ def test_overlong_value_on_the_first_load_is_named_too(env):
     # the direct COPY into the empty table is rejected; the staged retry names key and column
     assert "'P003'" in result.error and "'计划名称'" in result.error and "allows 50" in result.error
     assert env.rows(PLAN) == [] and env.watermark(PLAN) is None
+
+
+def test_config_file_tables_need_no_source_object(env):
+    # Only the MySQL source is given: reference files are read directly from the configured paths.
+    sources = {"legacy_mysql": env.sources()["legacy_mysql"]}
+    [result] = ReferenceSyncService().sync_all(env.config, sources, env.pg_dsn, tables=["product_line"])
+    assert (result.error, result.skipped_reason, result.rows_inserted) == (None, None, 3)
+    assert [r[0] for r in env.rows(PRODUCT_LINE)] == ["301", "PL201", "PL202"]
