@@ -179,6 +179,7 @@ with DAG(
         from airflow_provider_refdata.warehouse.catalog import table_info
         from airflow_provider_refdata.warehouse.connection import warehouse_connection
         from airflow_provider_refdata.warehouse.sqlbits import ident_list
+        from airflow_provider_refdata.warehouse.staging import converted_value
 
         stage_schema, stage_table = split_table_name(staging_table)
         fact_schema = os.environ.get("REFDATA_FACT_SCHEMA", "business")
@@ -192,8 +193,8 @@ with DAG(
             columns = [c for c in staged_columns if c in fact_columns]
 
             def typed(column: str) -> sql.Composable:
-                # The stage is all text; cast each value to the fact column's type (from the catalog).
-                return sql.SQL("s.{}::{}").format(sql.Identifier(column), sql.SQL(fact_columns[column].data_type))
+                # The stage is all text: convert to the fact column's type, never truncating text.
+                return converted_value(sql.Identifier("s", column), fact_columns[column])
 
             if MONTH_COLUMN in columns:
                 # Re-running a month replaces its rows instead of duplicating them.

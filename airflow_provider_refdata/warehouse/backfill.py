@@ -15,9 +15,8 @@ import psycopg
 from psycopg import sql
 
 from airflow_provider_refdata.warehouse.catalog import TableInfo
-from airflow_provider_refdata.warehouse.coverage import is_text_type, stage_type
 from airflow_provider_refdata.warehouse.sqlbits import ident_list, table_ref
-from airflow_provider_refdata.warehouse.staging import copy_frame, create_stage
+from airflow_provider_refdata.warehouse.staging import converted_value, copy_frame, create_stage, stage_type
 from airflow_provider_refdata.warehouse.tracking import (
     AUTO_DERIVED,
     DERIVED_AT,
@@ -44,11 +43,7 @@ def stage_candidates(conn: psycopg.Connection, stage: str, frame: pd.DataFrame, 
 
 def _value(info: TableInfo, column: str) -> sql.Composable:
     """``s."column"`` converted to the target column's type (assignment for text, explicit cast otherwise)."""
-    ref = sql.Identifier("s", column)
-    col = info.columns[column]
-    if is_text_type(col):
-        return ref
-    return sql.SQL("CAST({} AS {})").format(ref, sql.SQL(col.data_type))
+    return converted_value(sql.Identifier("s", column), info.columns[column])
 
 
 def insert_missing(

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+_TEXT_TYPE_PREFIXES = ("text", "character varying", "character", "varchar", "bpchar")
+
 
 @dataclass(frozen=True)
 class ColumnInfo:
@@ -14,6 +16,11 @@ class ColumnInfo:
     max_length: int | None  # character_maximum_length for varchar/char columns
     nullable: bool
     has_default: bool
+
+    @property
+    def is_text(self) -> bool:
+        """Whether the column holds text (``text``, ``varchar``, ``char``), so text is assigned to it as is."""
+        return self.data_type.startswith(_TEXT_TYPE_PREFIXES)
 
 
 @dataclass(frozen=True)

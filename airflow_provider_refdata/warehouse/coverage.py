@@ -18,27 +18,13 @@ from psycopg import sql
 
 from airflow_provider_refdata.warehouse.catalog import ColumnInfo, TableInfo
 from airflow_provider_refdata.warehouse.sqlbits import table_ref
-from airflow_provider_refdata.warehouse.staging import copy_frame, create_stage
+from airflow_provider_refdata.warehouse.staging import copy_frame, create_stage, stage_type
 from airflow_provider_refdata.warehouse.tracking import AUTO_DERIVED, SOURCE
 
 #: Stage column holding the candidate's position (index into the derived candidates).
 POSITION_COLUMN = "_i"
 #: Stage column holding the key.
 KEY_COLUMN = "_k"
-
-_TEXT_TYPE_PREFIXES = ("text", "character varying", "character", "varchar", "bpchar")
-
-
-def is_text_type(column: ColumnInfo) -> bool:
-    """Whether the column takes text by assignment (no explicit cast needed, and none wanted: an explicit
-    cast to ``varchar(n)`` would silently truncate, the assignment raises instead)."""
-    return column.data_type.startswith(_TEXT_TYPE_PREFIXES)
-
-
-def stage_type(column: ColumnInfo) -> str:
-    """SQL type of a stage column holding values for ``column``: ``text`` for text columns, else the column's
-    own type (from the catalog, trusted), so that COPY converts once and the join can use the key's index."""
-    return "text" if is_text_type(column) else column.data_type
 
 
 @dataclass(frozen=True)
@@ -121,7 +107,7 @@ def measure_coverage(
     else:
         auto = sql.SQL("0")
     column = info.columns[key]
-    if column.max_length is not None and is_text_type(column):
+    if column.max_length is not None and column.is_text:
         too_long = sql.SQL("char_length(s.{}) > %(limit)s").format(sql.Identifier(KEY_COLUMN))
     else:
         too_long = sql.SQL("false")

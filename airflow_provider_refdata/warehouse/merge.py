@@ -18,6 +18,7 @@ from psycopg import sql
 
 from airflow_provider_refdata.warehouse.catalog import TableInfo
 from airflow_provider_refdata.warehouse.sqlbits import ident_list, table_ref
+from airflow_provider_refdata.warehouse.staging import stage_type
 from airflow_provider_refdata.warehouse.tracking import (
     AUTHORITATIVE,
     AUTO_DERIVED,
@@ -34,17 +35,9 @@ _INSERTED = "__refdata_inserted"
 
 
 def stage_types(info: TableInfo, columns: Sequence[str]) -> list[str]:
-    """Staging column types for ``columns`` of ``info``: the target's types, but ``text`` for strings.
-
-    Strings stay unbounded in the stage so an over-long value fails in the merge (where
-    :func:`find_overlong_value` can name its key) rather than in COPY; all other types are checked by COPY.
-    """
-    types = []
-    for column in columns:
-        data_type = info.columns[column].data_type
-        is_string = info.columns[column].max_length is not None or data_type in ("text", "character varying")
-        types.append("text" if is_string else data_type)
-    return types
+    """Staging column types for ``columns`` of ``info`` (:func:`~.staging.stage_type`): strings stay
+    unbounded so an over-long value fails in :func:`find_overlong_value`, which names its key."""
+    return [stage_type(info.columns[column]) for column in columns]
 
 
 def _key_match(left: str, right: str, key: Sequence[str]) -> sql.Composable:

@@ -13,7 +13,26 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from airflow_provider_refdata.warehouse.catalog import ColumnInfo
 from airflow_provider_refdata.warehouse.sqlbits import ident_list
+
+
+def stage_type(column: ColumnInfo) -> str:
+    """The stage column type for values headed to ``column``: ``text`` for text columns (unbounded, so an
+    over-long value reaches a check that can name its key instead of failing inside COPY), else the column's
+    own type from the catalog, so COPY converts once and joins can use the target's index."""
+    return "text" if column.is_text else column.data_type
+
+
+def converted_value(value: sql.Composable, column: ColumnInfo) -> sql.Composable:
+    """``value`` converted for storing in ``column``: as is for text, ``CAST(… AS <type>)`` otherwise.
+
+    Never an explicit cast to a text type: ``'abcdef'::varchar(3)`` silently truncates to ``'abc'``, while
+    assigning the text makes PostgreSQL reject the over-long value.
+    """
+    if column.is_text:
+        return value
+    return sql.SQL("CAST({} AS {})").format(value, sql.SQL(column.data_type))
 
 
 def create_stage(

@@ -137,3 +137,25 @@ def test_dag_parses_without_io_and_has_the_form(monkeypatch):
     # Triggered by the reference-sync Asset; manual runs always work.
     assert "Asset" in type(dag.timetable).__name__
     assert "refdata://reference_sync" in repr(dag.timetable.asset_condition)
+
+
+def test_load_facts_never_truncates_text_into_a_shorter_column(annuity_dag, pg_conn, pg_schema, tmp_path):
+    # A fact table whose name column is too short for the month's names: the load must fail, not cut them.
+    with pg_conn.transaction():
+        pg_conn.execute(
+            sql.SQL("CREATE TABLE {}.{} ({} text, {} text, {} varchar(2))").format(
+                sql.Identifier(pg_schema),
+                sql.Identifier("规模明细"),
+                sql.Identifier("月度"),
+                sql.Identifier("计划代码"),
+                sql.Identifier("计划名称"),
+            )
+        )
+    fact_file = tmp_path / "annuity_performance_202406.csv"
+    _fact_csv(fact_file)
+    conf = {"month": "2024-06", "fact_file": str(fact_file), "auto_derived_threshold": 1.0, "plan_only": False}
+
+    run = annuity_dag.test(run_conf=conf)
+
+    assert _states(run)["load_facts"] == "failed"
+    assert _count(pg_conn, pg_schema, "规模明细") == 0

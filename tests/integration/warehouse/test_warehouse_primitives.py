@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -13,7 +14,7 @@ from airflow_provider_refdata.exceptions import RefdataError
 from airflow_provider_refdata.warehouse.catalog import table_info
 from airflow_provider_refdata.warehouse.connection import warehouse_connection
 from airflow_provider_refdata.warehouse.sqlbits import table_ref
-from airflow_provider_refdata.warehouse.staging import copy_rows, create_stage
+from airflow_provider_refdata.warehouse.staging import converted_value, copy_rows, create_stage, stage_type
 from airflow_provider_refdata.warehouse.state import (
     ensure_state_tables,
     lock_name,
@@ -149,4 +150,27 @@ def test_stage_copy_round_trips_awkward_text_and_nulls_and_drops_at_commit(pg_co
         assert pg_conn.execute("SELECT * FROM stage_test ORDER BY 1").fetchall() == values
     with pytest.raises(psycopg.errors.UndefinedTable):
         pg_conn.execute("SELECT * FROM stage_test")
+    pg_conn.rollback()
+
+
+def test_converted_values_cast_non_text_and_never_truncate_text(pg_conn, pg_schema):
+    pg_conn.execute(
+        sql.SQL("CREATE TABLE {} (code varchar(3), amount numeric(18, 2), month date)").format(
+            table_ref(pg_schema, "t")
+        )
+    )
+    info = table_info(pg_conn, pg_schema, "t")
+    assert [stage_type(info.columns[c]) for c in ("code", "amount", "month")] == ["text", "numeric(18,2)", "date"]
+    values = sql.SQL(", ").join(
+        converted_value(sql.Literal(v), info.columns[c])
+        for c, v in (("code", "abc"), ("amount", "1234.5"), ("month", "2026-10-01"))
+    )
+    pg_conn.execute(sql.SQL("INSERT INTO {} SELECT {}").format(table_ref(pg_schema, "t"), values))
+    assert pg_conn.execute(sql.SQL("SELECT amount, month FROM {}").format(table_ref(pg_schema, "t"))).fetchone() == (
+        Decimal("1234.50"),
+        date(2026, 10, 1),
+    )
+    too_long = converted_value(sql.Literal("abcdef"), info.columns["code"])
+    with pytest.raises(psycopg.errors.StringDataRightTruncation):
+        pg_conn.execute(sql.SQL("INSERT INTO {} (code) SELECT {}").format(table_ref(pg_schema, "t"), too_long))
     pg_conn.rollback()
