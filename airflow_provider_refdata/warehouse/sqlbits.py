@@ -18,7 +18,3 @@ def ident_list(columns: Iterable[str], prefix: str | None = None) -> sql.Compose
         return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     return sql.SQL(", ").join(sql.Identifier(prefix, c) for c in columns)
 
-
-def qualified_name(schema: str, table: str) -> str:
-    """``schema.table`` unquoted, for messages, result fields and lock keys."""
-    return f"{schema}.{table}"
