@@ -79,7 +79,7 @@ def split_table_name(name: str) -> tuple[str, str]:
 
 
 def read_fact_file(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a fact file by suffix: ``.csv``, ``.parquet``/``.pq``, ``.xlsx``/``.xlsm``/``.xls``.
+    """Read a fact file by suffix: ``.csv``, ``.parquet``/``.pq``, ``.xlsx``/``.xlsm`` (openpyxl).
 
     :param path: the file.
     """
@@ -90,7 +90,7 @@ def read_fact_file(path: str | os.PathLike[str]) -> pd.DataFrame:
         return pd.read_csv(path, dtype=str, keep_default_na=True, encoding="utf-8-sig")
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
-    if suffix in (".xlsx", ".xlsm", ".xls"):
+    if suffix in (".xlsx", ".xlsm"):
         return pd.read_excel(path, dtype=str)
     raise ValueError(f"unsupported fact file type {suffix!r} ({path}); use .csv, .parquet or .xlsx")
 
