@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     layout = demo.DemoLayout(args.root.resolve())
     print(f"starting the demo servers under {layout.servers}…", flush=True)
     pg_dsn, mysql_dsn = prepare(layout, SampleSpec())
-    env = demo.airflow_env(layout.airflow_home, pg_dsn, mysql_dsn, facts_dir=layout.data)
+    metadata_dsn = demo.create_database(pg_dsn, "airflow_metadata")
+    env = demo.airflow_env(layout.airflow_home, pg_dsn, mysql_dsn, facts_dir=layout.data, metadata_dsn=metadata_dsn)
     standalone = Standalone(env, args.port, layout.logs / "airflow-standalone.log", host=args.host)
 
     # Ctrl-C in the terminal reaches this process only (standalone has its own group): forward it.

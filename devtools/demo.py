@@ -143,6 +143,16 @@ def isolated_databases(pg_server_dsn: str, mysql_server_dsn: str, name: str) -> 
         _admin(pg_server_dsn, mysql_server_dsn, drop, f"DROP DATABASE IF EXISTS `{name}`")
 
 
+def create_database(pg_server_dsn: str, name: str) -> str:
+    """Create PostgreSQL database ``name`` on the server if it is missing; returns its DSN."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise ValueError(f"not a plain database name: {name!r}")
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return urlsplit(pg_server_dsn)._replace(path="/" + name).geturl()
+
+
 @dataclass
 class LegacyPreparation:
     """What the demo did to the legacy database before this run's sync."""
@@ -191,13 +201,16 @@ def airflow_env(
     *,
     config_dir: Path | None = None,
     facts_dir: Path | None = None,
+    metadata_dsn: str | None = None,
     base: Mapping | None = None,
 ) -> dict[str, str]:
     """The environment for every Airflow command of the demo (and of ``make airflow``).
 
     Connections come from ``AIRFLOW_CONN_*``; the DAGs are the repo's ``dags/``; the metadata database is a
-    SQLite file in ``airflow_home``.  ``PATH`` gets the interpreter's folder first because ``airflow
-    standalone`` starts its components as ``airflow …`` from ``PATH``.
+    SQLite file in ``airflow_home`` (enough for ``airflow dags test``), or the PostgreSQL database
+    ``metadata_dsn`` for ``airflow standalone``, whose API server, scheduler and workers write at the same
+    time (SQLite then answers triggers with "Database error").  ``PATH`` gets the interpreter's folder first
+    because ``airflow standalone`` starts its components as ``airflow …`` from ``PATH``.
     """
     env = dict(os.environ if base is None else base)
     bindir = str(Path(sys.executable).parent)
@@ -205,7 +218,11 @@ def airflow_env(
         {
             "PATH": bindir + os.pathsep + env.get("PATH", ""),
             "AIRFLOW_HOME": str(airflow_home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
+                urlsplit(metadata_dsn)._replace(scheme="postgresql+psycopg2").geturl()
+                if metadata_dsn
+                else f"sqlite:///{airflow_home / 'airflow.db'}"
+            ),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__ALLOWED_DESERIALIZATION_CLASSES_REGEXP": r"airflow_provider_refdata\..*",

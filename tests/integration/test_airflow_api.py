@@ -17,7 +17,9 @@ import urllib.error
 import urllib.request
 import uuid
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from devtools import demo, sample_data
 from devtools.airflow_standalone import Standalone, process_group
@@ -83,14 +85,26 @@ def demo_databases(pg_server, mysql_server):
         yield dsns
 
 
-def test_trigger_both_dags_through_the_rest_api(tmp_path, demo_databases):
+@pytest.fixture
+def metadata_dsn(pg_server):
+    """Airflow's own metadata database in PostgreSQL, as ``make airflow`` uses (dropped afterwards): the API
+    server, scheduler and workers write at once, which SQLite answers with "Database error"."""
+    name = f"airflow_meta_{uuid.uuid4().hex[:10]}"
+    yield demo.create_database(pg_server, name)
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_trigger_both_dags_through_the_rest_api(tmp_path, demo_databases, metadata_dsn):
     pg_dsn, mysql_dsn = demo_databases
     spec = SampleSpec.small(fact_rows=1500)
     world = sample_data.generate(spec)
     demo.create_warehouse_schema(pg_dsn)
     demo.ensure_legacy_loaded(mysql_dsn, world)
     facts_file = sample_data.write_facts(world, tmp_path / "data" / sample_data.facts_file_name(spec))
-    env = demo.airflow_env(tmp_path / "airflow", pg_dsn, mysql_dsn, facts_dir=facts_file.parent)
+    env = demo.airflow_env(
+        tmp_path / "airflow", pg_dsn, mysql_dsn, facts_dir=facts_file.parent, metadata_dsn=metadata_dsn
+    )
     standalone = Standalone(env, free_port(), tmp_path / "standalone.log")
     standalone.start()
     try:
