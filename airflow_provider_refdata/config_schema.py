@@ -23,12 +23,16 @@ from airflow_provider_refdata.config import (
     ConfigFileSourceConfig,
     ForeignKeysFileConfig,
     LegacyMySqlSourceConfig,
+    PostgresSourceConfig,
     ReferenceSyncConfig,
+    SqlSourceConfig,
     SyncTableConfig,
 )
 
 SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "legacy_mysql": LegacyMySqlSourceConfig,
+    "postgres": PostgresSourceConfig,
+    "sql": SqlSourceConfig,
     "config_file": ConfigFileSourceConfig,
 }
 

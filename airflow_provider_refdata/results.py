@@ -22,7 +22,7 @@ class SyncResult(_Result):
     """What one reference table's sync did (or, with ``plan_only``, would do)."""
 
     table: str = Field(description="schema-qualified target table")
-    source_type: Literal["legacy_mysql", "config_file"]
+    source_type: Literal["legacy_mysql", "postgres", "sql", "config_file"]
     sync_mode: Literal["upsert", "delete_insert"]
     rows_read: int = 0
     rows_inserted: int = 0

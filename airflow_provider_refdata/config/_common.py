@@ -23,7 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-SUPPORTED_SCHEMA_VERSIONS: tuple[str, ...] = ("1.0",)
+#: ``schema_version`` values this release understands, for both ``foreign_keys.yml`` and ``reference_sync.yml``
+#: (what each added: docs/configuration.md, "Format versions").
+SUPPORTED_SCHEMA_VERSIONS: tuple[str, ...] = ("1.0", "1.1", "1.2")
 
 # Columns the provider manages itself on every reference table: never a configured target.
 _TRACKING_COLUMNS = frozenset({"_source", "_needs_review", "_derived_from_domain", "_derived_at"})
@@ -103,8 +105,11 @@ def _version_string(value: Any) -> Any:
 
 def _supported_version(value: str) -> str:
     if value not in SUPPORTED_SCHEMA_VERSIONS:
+        major = value.split(".", 1)[0]
+        known_majors = {v.split(".", 1)[0] for v in SUPPORTED_SCHEMA_VERSIONS}
+        why = "a newer minor version than this release knows" if major in known_majors else "another major version"
         raise ValueError(
-            f"unsupported schema_version {value!r}; this release supports "
+            f"unsupported schema_version {value!r} ({why}); this release supports "
             f"{', '.join(repr(v) for v in SUPPORTED_SCHEMA_VERSIONS)}"
         )
     return value
@@ -156,7 +161,7 @@ class _ConfigModel(BaseModel):
         if not isinstance(data, dict):
             return data
         from_file = bool(info.context and info.context.get("from_file"))
-        allowed = [k for k in cls.model_fields if not (from_file and k in cls._loader_fields)]
+        allowed = [f.alias or k for k, f in cls.model_fields.items() if not (from_file and k in cls._loader_fields)]
         unknown = [k for k in data if k not in allowed]
         if not unknown:
             return data

@@ -11,7 +11,9 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import (
     AfterValidator,
     BeforeValidator,
+    ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictInt,
     ValidationInfo,
@@ -30,7 +32,9 @@ from airflow_provider_refdata.config._common import (
     VersionString,
     _ConfigModel,
     _FieldError,
+    _find_cycle,
     _str_or_list,
+    _Stripped,
     _unique,
 )
 
@@ -46,24 +50,81 @@ class ColumnMapping(_ConfigModel):
     target: TargetColumn = Field(description="Column of the PostgreSQL reference table.")
 
 
+def _env_prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(f"{value!r} is not an environment variable prefix (letters, digits and '_')")
+    return value
+
+
+# The one ``incremental.where`` the existing configuration format uses: "<updated_at_column> >= :last_synced_at".
+_INCREMENTAL_WHERE = re.compile(r'\s*(?:"(?P<quoted>[^"]+)"|(?P<column>[^\s"<>=!;()\']+))\s*>=\s*:last_synced_at\s*')
+
+
 class IncrementalConfig(_ConfigModel):
-    """Read only rows with ``updated_at_column >= watermark - lookback_seconds``."""
+    """Read only rows with ``updated_at_column >= watermark - lookback_seconds``.
+
+    ``where`` is accepted for configurations written in the existing format, and only in its one documented
+    shape ``<updated_at_column> >= :last_synced_at`` (a synonym of ``updated_at_column``); any other SQL is
+    refused here, so it is never executed.
+    """
 
     updated_at_column: Name = Field(description="Legacy column holding the row's last change time.")
     lookback_seconds: Annotated[StrictInt, Field(ge=0)] = Field(
         0, description="Re-read this many seconds before the watermark (late commits, clock skew)."
     )
+    where: Name | None = Field(
+        None,
+        description="Existing-format synonym, only of the shape '<updated_at_column> >= :last_synced_at'; "
+        "any other SQL is refused.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _where_synonym(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("where") is None:
+            return data
+        where = data["where"]
+        match = _INCREMENTAL_WHERE.fullmatch(where) if isinstance(where, str) else None
+        column = data.get("updated_at_column")
+        expected = f"{column if isinstance(column, str) else '<updated_at_column>'} >= :last_synced_at"
+        named = match and (match.group("quoted") or match.group("column"))
+        if match is None or (isinstance(column, str) and named != column.strip()):
+            raise _FieldError(
+                f"only the shape {expected!r} is supported (a synonym of updated_at_column), got {where!r}; "
+                "other SQL is never executed: express the filter with updated_at_column and lookback_seconds",
+                loc=("where",),
+                value=where,
+            )
+        if column is None:
+            return {**data, "updated_at_column": named}
+        return data
 
 
-class LegacyMySqlSourceConfig(_ConfigModel):
-    """``source_type: legacy_mysql``: a table of the legacy MySQL database."""
+class _DatabaseSource(_ConfigModel):
+    """Connection settings shared by the database sources (legacy MySQL, PostgreSQL, generic SQL)."""
 
-    table: Name = Field(description="Legacy MySQL table.")
-    database: Name | None = Field(None, description="Database; default: the connection's database.")
-    columns: list[ColumnMapping] = Field(description="Column mappings (at least one, unique targets).", min_length=1)
-    incremental: IncrementalConfig | None = Field(None, description="Incremental reads; absent = full reads.")
+    conn_id: Name | None = Field(
+        None,
+        description="Connection of this table's source: an Airflow connection id, or a key of the sources "
+        "mapping given to the operator/CLI; default: the source type's default connection.",
+    )
+    connection_env_prefix: Annotated[str, _Stripped, AfterValidator(_env_prefix)] | None = Field(
+        None,
+        description="Existing-format connection: read <P>_HOST, <P>_PORT, <P>_USER, <P>_PASSWORD and "
+        "<P>_DATABASE from the environment.",
+    )
 
-    @field_validator("columns")
+    @model_validator(mode="after")
+    def _one_connection(self) -> _DatabaseSource:
+        if self.conn_id is not None and self.connection_env_prefix is not None:
+            raise _FieldError(
+                f"set conn_id ({self.conn_id!r}) or connection_env_prefix ({self.connection_env_prefix!r}), not both",
+                loc=("connection_env_prefix",),
+                value=self.connection_env_prefix,
+            )
+        return self
+
+    @field_validator("columns", check_fields=False)
     @classmethod
     def _unique_targets(cls, value: list[ColumnMapping]) -> list[ColumnMapping]:
         seen: dict[str, int] = {}
@@ -79,7 +140,54 @@ class LegacyMySqlSourceConfig(_ConfigModel):
 
     @property
     def target_columns(self) -> list[str]:
-        return [m.target for m in self.columns]
+        return [m.target for m in self.columns]  # type: ignore[attr-defined]
+
+
+class LegacyMySqlSourceConfig(_DatabaseSource):
+    """``source_type: legacy_mysql``: a table of the legacy MySQL database."""
+
+    table: Name = Field(description="Legacy MySQL table.")
+    database: Name | None = Field(None, description="Database; default: the connection's database.")
+    columns: list[ColumnMapping] = Field(description="Column mappings (at least one, unique targets).", min_length=1)
+    incremental: IncrementalConfig | None = Field(None, description="Incremental reads; absent = full reads.")
+
+
+class PostgresSourceConfig(_DatabaseSource):
+    """``source_type: postgres``: a table of a legacy PostgreSQL database (default conn ``refdata_legacy_postgres``)."""
+
+    schema_: SqlIdentifier = Field("public", alias="schema", description="Schema of the legacy table.")
+    table: SqlIdentifier = Field(description="Legacy PostgreSQL table.")
+    columns: list[ColumnMapping] = Field(description="Column mappings (at least one, unique targets).", min_length=1)
+    incremental: IncrementalConfig | None = Field(None, description="Incremental reads; absent = full reads.")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    @property
+    def qualified_table(self) -> str:
+        return f"{self.schema_}.{self.table}"
+
+
+class SqlSourceConfig(_DatabaseSource):
+    """``source_type: sql``: a table any Airflow ``DbApiHook`` reaches (SQLite, Oracle, MSSQL, ...)."""
+
+    schema_: Name | None = Field(None, alias="schema", description="Schema of the table; default: none.")
+    table: Name = Field(description="Table (quoted as an identifier; never a query).")
+    columns: list[ColumnMapping] = Field(description="Column mappings (at least one, unique targets).", min_length=1)
+    incremental: IncrementalConfig | None = Field(None, description="Incremental reads; absent = full reads.")
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+def file_path_candidates(path: Path, config_dir: Path) -> list[Path]:
+    """Where a relative data ``file_path`` may be, in order: the config file's folder, the project root (the
+    folder holding the ``config/`` folder the config file is in), the current directory."""
+    candidates = [(config_dir / path).resolve()]
+    for ancestor in (config_dir, *config_dir.parents):
+        if ancestor.name == "config":
+            candidates.append((ancestor.parent / path).resolve())
+            break
+    candidates.append((Path.cwd() / path).resolve())
+    return list(dict.fromkeys(candidates))
 
 
 class ConfigFileSourceConfig(_ConfigModel):
@@ -90,11 +198,25 @@ class ConfigFileSourceConfig(_ConfigModel):
         "a config_file is always read in full",
     }
 
-    file_path: Path = Field(description="Data file; a relative path is relative to this config file's folder.")
+    file_path: Path = Field(
+        description="Data file; a relative path is looked up in this config file's folder, then the project root "
+        "(the folder holding config/), then the current directory."
+    )
     schema_version: VersionString = Field(description="schema_version the data file must declare.")
     columns: list[TargetColumn] | None = Field(
         None, description="Allowed target columns; default: the target table's columns.", min_length=1
     )
+    _search_paths: tuple[Path, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _record_search_paths(cls, data: Any, handler: Any, info: ValidationInfo) -> Any:
+        model = handler(data)
+        base = info.context.get("base_dir") if info.context else None
+        raw = data.get("file_path") if isinstance(data, dict) else None
+        if base is not None and isinstance(raw, str) and not Path(raw.strip()).is_absolute():
+            model._search_paths = tuple(file_path_candidates(Path(raw.strip()), Path(base)))
+        return model
 
     @field_validator("file_path", mode="before")
     @classmethod
@@ -105,9 +227,15 @@ class ConfigFileSourceConfig(_ConfigModel):
             path = Path(os.fspath(value).strip() if isinstance(value, str) else value)
             base = info.context.get("base_dir") if info.context else None
             if base is not None and not path.is_absolute():
-                path = (Path(base) / path).resolve()
+                candidates = file_path_candidates(path, Path(base))
+                return next((c for c in candidates if c.exists()), candidates[0])
             return path
         return value
+
+    @property
+    def tried_paths(self) -> list[Path]:
+        """Where a relative ``file_path`` was looked for (first existing wins), for "not found" messages."""
+        return list(self._search_paths) or [self.file_path]
 
     @field_validator("columns")
     @classmethod
@@ -115,11 +243,15 @@ class ConfigFileSourceConfig(_ConfigModel):
         return None if value is None else _unique(value)
 
 
-SourceType = Literal["legacy_mysql", "config_file"]
+SourceType = Literal["legacy_mysql", "postgres", "sql", "config_file"]
 _SOURCE_MODELS: dict[str, type[_ConfigModel]] = {
     "legacy_mysql": LegacyMySqlSourceConfig,
+    "postgres": PostgresSourceConfig,
+    "sql": SqlSourceConfig,
     "config_file": ConfigFileSourceConfig,
 }
+#: The source_config models of the database sources (they have ``columns`` mappings and ``conn_id``).
+DatabaseSourceConfig = LegacyMySqlSourceConfig | PostgresSourceConfig | SqlSourceConfig
 
 _PrimaryKey = Annotated[
     list[TargetColumn],
@@ -145,7 +277,7 @@ class SyncTableConfig(_ConfigModel):
     target_table: SqlIdentifier = Field(description="Reference table (unquoted name).")
     primary_key: _PrimaryKey = Field(description="Key column(s): a string or a list.")
     source_type: SourceType = Field(description="Which source reads the data.")
-    source_config: LegacyMySqlSourceConfig | ConfigFileSourceConfig = Field(
+    source_config: LegacyMySqlSourceConfig | PostgresSourceConfig | SqlSourceConfig | ConfigFileSourceConfig = Field(
         description="Settings of the source, by source_type."
     )
     sync_mode: Literal["upsert", "delete_insert"] = Field(
@@ -154,6 +286,14 @@ class SyncTableConfig(_ConfigModel):
     )
     batch_size: PositiveInt | None = Field(None, description="Rows per batch; default: the file's batch_size.")
     enabled: StrictBool = Field(True, description="false skips this table.")
+    depends_on: list[Name] = Field(
+        default_factory=list,
+        description="Names of sync tables that must finish before this one starts (with concurrency > 1).",
+    )
+    create_table: StrictBool = Field(
+        False,
+        description="Create a missing target table from the source's columns (types per docs/configuration.md).",
+    )
 
     # The JSON Schema's "source_config by source_type" rule is added by config_schema (it needs $defs refs).
 
@@ -164,7 +304,9 @@ class SyncTableConfig(_ConfigModel):
             return value
         model = _SOURCE_MODELS.get(info.data.get("source_type", ""))
         if model is None:
-            raise ValueError("cannot be checked until source_type is valid ('legacy_mysql' or 'config_file')")
+            raise ValueError(
+                f"cannot be checked until source_type is valid ({', '.join(repr(t) for t in _SOURCE_MODELS)})"
+            )
         return model.model_validate(value, context=info.context)
 
     @model_validator(mode="after")
@@ -183,7 +325,7 @@ class SyncTableConfig(_ConfigModel):
                 if column not in targets:
                     raise _FieldError(
                         f"primary key column {column!r} is not among the "
-                        f"{'mapped target columns' if self.source_type == 'legacy_mysql' else 'source columns'} "
+                        f"{'source columns' if self.source_type == 'config_file' else 'mapped target columns'} "
                         f"({', '.join(targets)})",
                         loc=("primary_key",) if len(self.primary_key) == 1 else ("primary_key", i),
                         value=column,
@@ -206,8 +348,8 @@ class SyncTableConfig(_ConfigModel):
 
     @property
     def target_columns(self) -> list[str] | None:
-        """Mapped target columns (legacy_mysql), ``columns`` (config_file; None = the table's columns)."""
-        if isinstance(self.source_config, LegacyMySqlSourceConfig):
+        """Mapped target columns (database sources), ``columns`` (config_file; None = the table's columns)."""
+        if not isinstance(self.source_config, ConfigFileSourceConfig):
             return self.source_config.target_columns
         return None if self.source_config.columns is None else list(self.source_config.columns)
 
@@ -274,6 +416,11 @@ class ReferenceSyncConfig(_ConfigModel):
         "Asia/Shanghai", description="IANA time zone of the schedule."
     )
     batch_size: PositiveInt = Field(5000, description="Default rows per batch.")
+    concurrency: PositiveInt = Field(
+        1,
+        description="Tables synced at once, each on its own warehouse connection and in its own transaction; "
+        "a table starts only after its depends_on tables finished.",
+    )
     tables: list[SyncTableConfig] = Field(description="Reference tables to sync.")
     source_path: SkipJsonSchema[Path | None] = Field(None, exclude=True)
 
@@ -298,6 +445,23 @@ class ReferenceSyncConfig(_ConfigModel):
                     value=table.qualified_table,
                 )
             targets[key] = i
+        for i, table in enumerate(self.tables):
+            seen: set[str] = set()
+            for j, dep in enumerate(table.depends_on):
+                if dep not in names or dep == table.name or dep in seen:
+                    problem = (
+                        "depends on itself"
+                        if dep == table.name
+                        else "is listed twice"
+                        if dep in seen
+                        else f"is not a table of this file ({', '.join(repr(n) for n in names)})"
+                    )
+                    raise _FieldError(f"depends_on {dep!r} {problem}", loc=("tables", i, "depends_on", j), value=dep)
+                seen.add(dep)
+        cycle = _find_cycle({t.name: list(t.depends_on) for t in self.tables})
+        if cycle:
+            text = " -> ".join(cycle)
+            raise _FieldError(f"dependency cycle: {text}", loc=("tables", names[cycle[0]], "depends_on"), value=text)
         return self
 
     def table(self, name: str) -> SyncTableConfig:

@@ -480,7 +480,7 @@ def test_defaults() -> None:
     loaded = config(name="a")
     assert (loaded.target_schema, loaded.mode, loaded.depends_on) == ("public", "insert_missing", [])
     assert (loaded.skip_blank_values, loaded.blank_values) == (False, ["(空白)"])
-    assert SUPPORTED_SCHEMA_VERSIONS == ("1.0",)
+    assert SUPPORTED_SCHEMA_VERSIONS == ("1.0", "1.1", "1.2")
 
 
 def test_separator_is_not_trimmed() -> None:
