@@ -90,6 +90,31 @@ class ReferenceSource(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class SourceColumn:
+    """One source column as the PostgreSQL column that would hold it (``create_table: true``).
+
+    :param name: the *target* column name (after the configured mapping).
+    :param pg_type: PostgreSQL type text (``varchar(16)``, ``numeric(18,2)``, ``timestamptz``, ``text[]``).
+    :param nullable: whether the source column admits NULL.
+    :param source_type: the source's own type text (for messages and the plan).
+    """
+
+    name: str
+    pg_type: str
+    nullable: bool = True
+    source_type: str = ""
+
+
+@runtime_checkable
+class DescribableSource(Protocol):
+    """A source that can tell the columns of a table, so a missing target table can be created."""
+
+    def describe_columns(self, table_config: SyncTableConfig) -> list[SourceColumn]:
+        """The configured columns of the table's source, in configuration order."""
+        ...
+
+
 def clean_value(value: Any) -> Any:
     """Trim strings (``str.strip``; blank → NULL is *not* done: an empty string is a value) and turn NaN into NULL.
 

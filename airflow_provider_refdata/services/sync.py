@@ -35,26 +35,30 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, ExitStack
 from datetime import UTC, datetime, timedelta
+from graphlib import TopologicalSorter
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from airflow_provider_refdata.config.foreign_keys import processing_order
 from airflow_provider_refdata.exceptions import RefdataConfigError, RefdataError, RefdataSyncError
 from airflow_provider_refdata.results import SyncResult
+from airflow_provider_refdata.services.source_resolver import ConnectionFactory, SourceResolver
 from airflow_provider_refdata.services.sources import (
     ReferenceSource,
     SourceRead,
     SourceSkipped,
     SourceUnavailableError,
-    YamlFileSource,
 )
 from airflow_provider_refdata.textable import text_table
 from airflow_provider_refdata.warehouse import merge
 from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
-from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
+from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection, warehouse_connector
 from airflow_provider_refdata.warehouse.sqlbits import ident_list, table_ref
 from airflow_provider_refdata.warehouse.staging import create_stage
 from airflow_provider_refdata.warehouse.state import (
@@ -121,26 +125,35 @@ class ReferenceSyncService:
     def sync_all(
         self,
         config_or_tables: Any | None = None,
-        sources: Mapping[str, ReferenceSource] | None = None,
+        sources: Mapping[str, Any] | None = None,
         conn: WarehouseLike = None,
         *,
         plan_only: bool = False,
         force_full: bool = False,
         tables: Iterable[str] | None = None,
+        concurrency: int | None = None,
+        connection_factory: ConnectionFactory | None = None,
     ) -> list[SyncResult]:
-        """Sync every enabled table (or those named in ``tables``) in configuration order.
+        """Sync every enabled table (or those named in ``tables``); results in configuration order.
 
-        One failing table never stops the others: its ``SyncResult.error`` says why.
+        One failing table never stops the others: its ``SyncResult.error`` says why.  Tables that do not
+        depend on each other run in parallel on up to ``concurrency`` warehouse connections, each table in
+        its own transaction; a table starts only after every table of its ``depends_on`` (that is part of
+        this run) has finished, whatever its outcome.  With ``concurrency`` 1 the tables run one after the
+        other on one connection, in configuration order (dependencies first).
 
         :param config_or_tables: a ``ReferenceSyncConfig`` or a list of ``SyncTableConfig``; default: the
             constructor's ``config``.  A disabled configuration syncs nothing and returns ``[]``.
-        :param sources: sources by ``source_type``; default: the constructor's ``sources``.  ``config_file``
-            tables without a source read their files directly (:class:`~.sources.YamlFileSource`).
+        :param sources: sources (or DSNs) by ``conn_id`` or ``source_type``; default: the constructor's
+            ``sources``.  How each table's source is found: :mod:`~.source_resolver`.
         :param conn: the warehouse (psycopg connection, ``PostgresHook``, SQLAlchemy connection/engine, DSN).
         :param plan_only: compute the counts, write nothing.
         :param force_full: ignore watermarks and read every source row.
         :param tables: names of the table entries to sync (default: all enabled ones); unknown names raise
             :class:`RefdataConfigError`.
+        :param concurrency: tables synced at once (default: the configuration's ``concurrency``, else 1).
+        :param connection_factory: builds a table's source from ``(source_type, conn_id)`` when ``sources``
+            names none (the operator passes one backed by Airflow connections).
         """
         config_or_tables = self.config if config_or_tables is None else config_or_tables
         sources = self.sources if sources is None else sources
@@ -151,24 +164,97 @@ class ReferenceSyncService:
         entries, batch_size_of = self._entries(config_or_tables, tables)
         if not entries:
             return []
-        results: list[SyncResult] = []
-        with warehouse_connection(conn) as pg:
-            for entry in entries:
-                source = (sources or {}).get(entry.source_type)
-                if source is None and entry.source_type == "config_file":
-                    # Reference files need no credentials: the configuration's absolute paths suffice.
-                    source = YamlFileSource()
-                results.append(
-                    self.sync_table(
-                        entry,
-                        source,
-                        pg,
-                        plan_only=plan_only,
-                        force_full=force_full,
-                        batch_size=batch_size_of(entry),
-                    )
-                )
+        workers = concurrency or getattr(config_or_tables, "concurrency", 1)
+        if workers < 1:
+            raise ValueError("concurrency must be 1 or more")
+        resolver = SourceResolver(sources, connection_factory=connection_factory)
+        order = processing_order(entries)  # parents first, else configuration order
+
+        def run(entry: Any, pg: WarehouseLike) -> SyncResult:
+            try:
+                source = resolver.for_table(entry)
+            except RefdataError as exc:
+                return self._unresolved(entry, exc, pg, plan_only)
+            return self.sync_table(
+                entry, source, pg, plan_only=plan_only, force_full=force_full, batch_size=batch_size_of(entry)
+            )
+
+        connect = warehouse_connector(conn)
+        if workers == 1 or len(entries) == 1:
+            by_name = self._run_in_order(order, conn, connect, run)
+        else:
+            by_name = self._run_in_parallel(entries, order, min(workers, len(entries)), connect, run, plan_only)
+        return [by_name[entry.name] for entry in entries]
+
+    @staticmethod
+    def _run_in_order(
+        order: list[Any],
+        conn: WarehouseLike,
+        connect: Callable[[], AbstractContextManager[psycopg.Connection]],
+        run: Callable[[Any, WarehouseLike], SyncResult],
+    ) -> dict[str, SyncResult]:
+        results: dict[str, SyncResult] = {}
+        with warehouse_connection(conn) as pg, ExitStack() as fresh:
+            for entry in order:
+                if pg.closed or pg.broken:
+                    # The server restarted or the connection dropped: later tables get a working connection.
+                    logger.warning("Warehouse connection lost; reconnecting for %s", entry.name)
+                    pg = fresh.enter_context(connect())
+                results[entry.name] = run(entry, pg)
         return results
+
+    @staticmethod
+    def _run_in_parallel(
+        entries: list[Any],
+        order: list[Any],
+        workers: int,
+        connect: Callable[[], AbstractContextManager[psycopg.Connection]],
+        run: Callable[[Any, WarehouseLike], SyncResult],
+        plan_only: bool,
+    ) -> dict[str, SyncResult]:
+        if not plan_only:
+            # Once, up front: concurrent CREATE … IF NOT EXISTS of the same table can collide.
+            with connect() as pg:
+                _ensure_state_tables(pg)
+        names = {entry.name for entry in entries}
+        position = {entry.name: i for i, entry in enumerate(order)}
+        by_name = {entry.name: entry for entry in entries}
+        sorter: TopologicalSorter[str] = TopologicalSorter(
+            {entry.name: [d for d in entry.depends_on if d in names] for entry in entries}
+        )
+        sorter.prepare()
+
+        def run_on_own_connection(entry: Any) -> SyncResult:
+            with connect() as pg:
+                return run(entry, pg)
+
+        results: dict[str, SyncResult] = {}
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refdata-sync") as pool:
+            running: dict[Future[SyncResult], str] = {}
+            while sorter.is_active():
+                for name in sorted(sorter.get_ready(), key=position.__getitem__):
+                    running[pool.submit(run_on_own_connection, by_name[name])] = name
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    name = running.pop(future)
+                    results[name] = future.result()
+                    sorter.done(name)
+        return results
+
+    def _unresolved(self, entry: Any, exc: Exception, pg: WarehouseLike, plan_only: bool) -> SyncResult:
+        """The result of a table whose source cannot even be built (recorded like any failed table)."""
+        result = SyncResult(
+            table=entry.qualified_table,
+            source_type=entry.source_type,
+            sync_mode=entry.sync_mode,
+            plan_only=plan_only,
+            error=str(exc),
+        )
+        logger.warning("Sync %s: failed %s", result.table, result.error)
+        if not plan_only:
+            with warehouse_connection(pg) as conn:
+                self._record_outcome(conn, result, "failed", datetime.now(UTC))
+        return result
 
     def sync_table(
         self,

@@ -3,12 +3,15 @@
 Accepted: a ``psycopg.Connection``, an Airflow ``PostgresHook`` (anything with ``get_conn()`` returning a
 psycopg connection), a SQLAlchemy ``Connection`` or ``Engine`` on the psycopg dialect, or a DSN string.
 Connections we open ourselves are closed again; connections the caller hands in are left open.
+
+:func:`warehouse_connector` opens *further* connections to the same warehouse, for work that runs on several
+connections at once (the sync's ``concurrency``) or that needs a fresh connection after the old one broke.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
@@ -67,4 +70,34 @@ def warehouse_connection(conn: WarehouseLike) -> Iterator[psycopg.Connection]:
         finally:
             owned.close()
         return
+    raise RefdataError(f"unsupported warehouse connection object: {type(conn).__name__}")
+
+
+def warehouse_connector(conn: WarehouseLike) -> Callable[[], AbstractContextManager[psycopg.Connection]]:
+    """A factory of *new* connections to the warehouse ``conn`` names, each closed when its block ends.
+
+    A DSN, hook or engine opens a new connection each time; for a connection handed in (psycopg or
+    SQLAlchemy) a new one is opened with its connection parameters (password included, never logged).
+
+    :param conn: the warehouse, in any of the forms listed in the module docstring.
+    """
+    if (
+        isinstance(conn, str)
+        or hasattr(conn, "get_conn")
+        or (hasattr(conn, "raw_connection") and hasattr(conn, "dialect"))
+    ):
+        return lambda: warehouse_connection(conn)
+    if hasattr(conn, "connection") and hasattr(conn, "engine") and not hasattr(conn, "connect"):
+        return warehouse_connector(conn.engine)
+    if isinstance(conn, psycopg.Connection):
+        params = {**conn.info.get_parameters(), "port": conn.info.port}
+        if conn.info.password:
+            params["password"] = conn.info.password
+
+        @contextmanager
+        def reconnect() -> Iterator[psycopg.Connection]:
+            with psycopg.connect(**params) as owned:
+                yield owned
+
+        return reconnect
     raise RefdataError(f"unsupported warehouse connection object: {type(conn).__name__}")
