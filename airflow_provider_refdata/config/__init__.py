@@ -29,8 +29,8 @@ from airflow_provider_refdata.config.loading import load_fk_configs, load_fk_dom
 from airflow_provider_refdata.config.sync import (
     ColumnMapping,
     ConfigFileSourceConfig,
-    IncrementalConfig,
     DatabaseSourceConfig,
+    IncrementalConfig,
     LegacyMySqlSourceConfig,
     PostgresSourceConfig,
     ReferenceSyncConfig,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import heapq
+import logging
 import string
 from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
 from graphlib import TopologicalSorter
 from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, StrictBool, field_validator, model_validator
+from pydantic import ConfigDict, Field, StrictBool, ValidationInfo, field_validator, model_validator
 
 from airflow_provider_refdata.config._common import (
     Name,
@@ -21,6 +24,8 @@ from airflow_provider_refdata.config._common import (
     _RawText,
 )
 from airflow_provider_refdata.exceptions import RefdataConfigError
+
+logger = logging.getLogger("airflow_provider_refdata.config")
 
 # --------------------------------------------------------------------------------------------------------
 # foreign_keys.yml
@@ -37,35 +42,137 @@ _AGGREGATION_KEYS: dict[str, str] = {
 }
 
 
-def _template_columns(template: str) -> list[str]:
-    """The ``{column}`` placeholders of a template, in order, each once; raises ValueError when invalid."""
+# strftime codes a date format spec may use: the portable ones (C standard plus ISO week fields). Platform
+# extensions such as glibc's "%-d" would work on one worker and print literally on another, so they are refused.
+_STRFTIME_CODES = "YmdyHMSfbBaAjUWGVuwpzZcxX%"  # in the order the error message lists them
+# Integer presentation types of the format-spec mini-language: the value must be integral (formatted as int);
+# every other number spec formats a Decimal (exact for amounts, unlike float).
+_INTEGER_SPEC_TYPES = frozenset("bdoxX")
+
+TemplateSpecKind = Literal["date", "number"]
+
+
+@dataclass(frozen=True)
+class TemplateField:
+    """One piece of a template: ``literal`` text, then optionally a placeholder ``{column[:spec]}``.
+
+    ``kind`` says how a placeholder's value is formatted: ``None`` (as text), ``"date"`` (strftime ``spec``)
+    or ``"number"`` (format-spec mini-language ``spec``).
+    """
+
+    literal: str
+    column: str | None = None
+    spec: str = ""
+    kind: TemplateSpecKind | None = None
+
+    @property
+    def placeholder(self) -> str:
+        """The placeholder as written (``{月度:%y%m}``), for messages."""
+        return "{" + (self.column or "") + (f":{self.spec}" if self.spec else "") + "}"
+
+
+def template_spec_kind(spec: str) -> TemplateSpecKind:
+    """``"date"`` when ``spec`` uses a strftime code (a ``%`` before its last character), else ``"number"``.
+
+    A ``%`` as the *last* character alone is the mini-language's percent type (``.1%``), a number spec.
+    """
+    return "date" if "%" in spec[:-1] else "number"
+
+
+def _check_date_spec(spec: str) -> None:
+    """Raise ValueError unless every ``%`` of ``spec`` starts a portable strftime code."""
+    i = 0
+    while i < len(spec):
+        if spec[i] == "%":
+            code = spec[i + 1 : i + 2]
+            if not code:
+                raise ValueError("ends with a lone '%' (write '%%' for a literal percent sign)")
+            if code not in _STRFTIME_CODES:
+                raise ValueError(
+                    f"uses the unknown or non-portable strftime code '%{code}' (portable codes: "
+                    f"{' '.join('%' + c for c in _STRFTIME_CODES)})"
+                )
+            i += 2
+        else:
+            i += 1
+
+
+def format_number(value: Decimal, spec: str) -> str:
+    """``value`` formatted with a number ``spec``; raises ValueError when an integer spec meets a fraction.
+
+    Shared by config validation (with a sample value) and derivation, so a spec accepted at load time is
+    exactly one that formats at run time.
+    """
+    if spec[-1:] in _INTEGER_SPEC_TYPES:
+        if value != value.to_integral_value():
+            raise ValueError(f"{value} is not an integer (spec {spec!r} formats integers)")
+        return format(int(value), spec)
+    return format(value, spec)
+
+
+def _check_number_spec(spec: str) -> None:
+    """Raise ValueError unless ``spec`` is a format-spec mini-language spec that formats numbers.
+
+    Probed with a sample value through :func:`format_number` itself: string types (``s``) and ``c`` fail there.
+    """
+    try:
+        format_number(Decimal("-1234"), spec)
+    except ValueError as exc:
+        raise ValueError(f"is not a valid number format spec ({exc}); e.g. ',.2f' or '08d'") from None
+
+
+def _check_spec(spec: str) -> TemplateSpecKind:
+    if "{" in spec or "}" in spec:
+        raise ValueError("nests a placeholder inside its format spec")
+    kind = template_spec_kind(spec)
+    (_check_date_spec if kind == "date" else _check_number_spec)(spec)
+    return kind
+
+
+def template_fields(template: str) -> list[TemplateField]:
+    """The pieces of a template in order; raises ValueError naming the placeholder when one is invalid.
+
+    Allowed placeholders: ``{column}`` and ``{column:spec}`` (a date spec with strftime codes, or a number
+    spec). Conversions, attribute access, indexing and positional fields are refused: a template only ever
+    substitutes column values, it never evaluates anything.
+    """
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ValueError(
             f"template {template!r} is malformed: {exc} (write '{{{{' or '}}}}' for a literal brace)"
         ) from None
-    columns: list[str] = []
-    for _literal, field, spec, conversion in parsed:
+    fields: list[TemplateField] = []
+    for literal, field, spec, conversion in parsed:
         if field is None:
+            fields.append(TemplateField(literal=literal))
             continue
         placeholder = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
         if not field.strip():
             problem = "is empty; name a column, e.g. '{计划代码}'"
-        elif conversion is not None or spec:
-            problem = "uses a conversion or format spec ('!' or ':'); only plain '{column}' is allowed"
+        elif conversion is not None:
+            problem = "uses a conversion ('!'); only '{column}' or '{column:format spec}' is allowed"
         elif any(ch in field for ch in ".[]"):
-            problem = "uses attribute access or indexing ('.' or '[...]'); only plain '{column}' is allowed"
+            problem = "uses attribute access or indexing ('.' or '[...]'); only plain column names are allowed"
         elif field.isdigit():
             problem = "is positional; name a column instead"
         elif field != field.strip():
             problem = "has leading or trailing whitespace"
         else:
-            if field not in columns:
-                columns.append(field)
-            continue
+            try:
+                kind = _check_spec(spec) if spec else None
+            except ValueError as exc:
+                problem = f"has format spec {spec!r} that {exc}"
+            else:
+                fields.append(TemplateField(literal=literal, column=field, spec=spec or "", kind=kind))
+                continue
         raise ValueError(f"placeholder {placeholder!r} in template {template!r} {problem}")
-    return columns
+    return fields
+
+
+def _template_columns(template: str) -> list[str]:
+    """The columns named by a template's placeholders, in order, each once; raises ValueError when invalid."""
+    return list(dict.fromkeys(f.column for f in template_fields(template) if f.column is not None))
 
 
 class Aggregation(_ConfigModel):
@@ -74,7 +181,8 @@ class Aggregation(_ConfigModel):
     ``first``: first non-blank value in fact order. ``max_by``: the value from the row with the largest
     numeric ``order_column``. ``concat_distinct``: distinct non-blank values joined with ``separator``
     (sorted when ``sort``). ``count_distinct``: number of distinct non-blank values. ``template``:
-    ``template`` with ``{column}`` placeholders filled from the fact row (no placeholders = a constant).
+    ``template`` with ``{column}`` placeholders filled from the fact row (no placeholders = a constant);
+    ``{column:%y%m}`` formats a date, ``{column:,.2f}`` a number.
     """
 
     type: AggregationType = Field("first", description="Aggregation type.")
@@ -85,7 +193,8 @@ class Aggregation(_ConfigModel):
     sort: StrictBool = Field(True, description="concat_distinct only: sort the distinct values before joining.")
     template: _RawText | None = Field(
         None,
-        description="template only (required): text with {column} placeholders; no placeholders = a constant.",
+        description="template only (required): text with {column} or {column:format spec} placeholders "
+        "(a spec with % codes formats a date, any other spec a number); no placeholders = a constant.",
     )
 
     model_config = ConfigDict(
@@ -140,6 +249,13 @@ class Aggregation(_ConfigModel):
             return []
         return _template_columns(self.template)
 
+    @property
+    def template_fields(self) -> list[TemplateField]:
+        """The template's pieces (literal text, placeholder and its format), in order (empty for other types)."""
+        if self.type != "template" or self.template is None:
+            return []
+        return template_fields(self.template)
+
 
 class BackfillColumn(_ConfigModel):
     """One column of an auto-derived reference row: fact column ``source`` → reference column ``target``.
@@ -157,6 +273,50 @@ class BackfillColumn(_ConfigModel):
 
 
 ForeignKeyMode = Literal["insert_missing", "fill_null_only"]
+
+_MIGRATION_DOC = 'docs/configuration.md, "foreign_keys.yml in the existing format"'
+
+
+def _legacy_aggregation_message(kind: str, fk_name: str, target: str, source: str) -> str | None:
+    """Why an aggregation type of the existing format is refused and what to write instead (None: not one)."""
+    where = f"foreign key {fk_name!r}, backfill column {target!r}: aggregation type {kind!r}"
+    if kind == "lambda":
+        return (
+            f"{where} runs Python code from the configuration, which this provider never does; build the value "
+            f"with a template and a format spec instead, e.g. "
+            f'{{type: template, template: "{{{source}:%y%m}}新建"}} for the month as YYMM followed by 新建 '
+            f"(strftime codes format a date, a spec such as ',.2f' a number; see {_MIGRATION_DOC})"
+        )
+    if kind == "jsonb_append":
+        return (
+            f"{where} (appending values to a JSONB column) is not supported; use "
+            f'{{type: concat_distinct, separator: ","}}, which writes the distinct values joined by the '
+            f"separator into a text column (a jsonb target column must become text or varchar; see {_MIGRATION_DOC})"
+        )
+    return None
+
+
+def _text_or(value: Any, default: str) -> str:
+    return value.strip() if isinstance(value, str) and value.strip() else default
+
+
+def _check_key_column(column: BackfillColumn, index: int, source_column: str, target_key: str) -> None:
+    """Raise unless a backfill column targeting the key says what the key already is: source_column, as is."""
+    if column.source != source_column:
+        raise _FieldError(
+            f"backfill column {{source: {column.source}, target: {target_key}}} writes the target_key "
+            f"{target_key!r} from {column.source!r}, but the key is always filled from source_column "
+            f"{source_column!r}; map {source_column!r} to {target_key!r} (it adds nothing) or remove the column",
+            loc=(index, "source"),
+            value=column.source,
+        )
+    if column.aggregation != Aggregation():
+        raise _FieldError(
+            f"the key column {target_key!r} is always source_column {source_column!r}'s value; aggregation "
+            f"type {column.aggregation.type!r} on it would have no effect (remove the aggregation or the column)",
+            loc=(index, "aggregation"),
+            value=column.aggregation.type,
+        )
 
 
 class ForeignKeyConfig(_ConfigModel):
@@ -181,15 +341,65 @@ class ForeignKeyConfig(_ConfigModel):
         description="Extra blank tokens (trimmed), used only when skip_blank_values is true.",
     )
     backfill_columns: list[BackfillColumn] = Field(
-        description="Columns filled on auto-derived rows (at least one).", min_length=1
+        default_factory=list,
+        description="Columns filled on auto-derived rows besides the key; empty or absent: key-only rows. "
+        "A column mapping source_column to target_key (the existing format's way of listing the key) is "
+        "accepted and dropped.",
     )
 
-    @field_validator("backfill_columns", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _backfill_not_empty(cls, value: Any) -> Any:
-        if isinstance(value, list) and not value:
-            raise ValueError("must list at least one column, got []")
-        return value
+    def _refuse_code_aggregations(cls, data: Any) -> Any:
+        # Checked on the raw document, before the Aggregation model sees it: there the FK's name and the
+        # column are unknown and the message would only be "unknown key 'code'" or a Literal error.
+        columns = data.get("backfill_columns") if isinstance(data, dict) else None
+        if not isinstance(columns, list):
+            return data
+        for i, column in enumerate(columns):
+            aggregation = column.get("aggregation") if isinstance(column, dict) else None
+            kind = aggregation.get("type") if isinstance(aggregation, dict) else None
+            if not isinstance(kind, str):
+                continue
+            message = _legacy_aggregation_message(
+                kind.strip(),
+                _text_or(data.get("name"), "<unnamed>"),
+                _text_or(column.get("target"), "<no target>"),
+                _text_or(column.get("source"), "column"),
+            )
+            if message:
+                raise _FieldError(message, loc=("backfill_columns", i, "aggregation", "type"), value=kind)
+        return data
+
+    @field_validator("backfill_columns")
+    @classmethod
+    def _check_backfill_columns(cls, columns: list[BackfillColumn], info: ValidationInfo) -> list[BackfillColumn]:
+        # A field validator (not the model validator) so the key column can be dropped from the frozen model;
+        # name, source_column and target_key are validated before it (field order) and in info.data unless
+        # they failed, in which case their own error is reported.
+        source_column, target_key = info.data.get("source_column"), info.data.get("target_key")
+        kept: list[BackfillColumn] = []
+        targets: dict[str, int] = {}
+        for i, column in enumerate(columns):
+            if column.target in targets:
+                raise _FieldError(
+                    f"target {column.target!r} is already filled by backfill_columns[{targets[column.target]}]",
+                    loc=(i, "target"),
+                    value=column.target,
+                )
+            targets[column.target] = i
+            if target_key is None or column.target != target_key:
+                kept.append(column)
+            elif source_column is not None:
+                _check_key_column(column, i, source_column, target_key)
+                logger.debug(
+                    "foreign key %r: backfill_columns[%d] {source: %s, target: %s} maps source_column to "
+                    "target_key, which is always filled from source_column; it adds nothing and is dropped",
+                    info.data.get("name"),
+                    i,
+                    column.source,
+                    column.target,
+                )
+        return kept
 
     @model_validator(mode="after")
     def _check_fk(self) -> ForeignKeyConfig:
@@ -210,21 +420,6 @@ class ForeignKeyConfig(_ConfigModel):
                 loc=("blank_values",),
                 value=self.blank_values,
             )
-        targets: dict[str, int] = {}
-        for i, column in enumerate(self.backfill_columns):
-            if column.target == self.target_key:
-                raise _FieldError(
-                    f"target {column.target!r} is the target_key; the key is always filled from source_column",
-                    loc=("backfill_columns", i, "target"),
-                    value=column.target,
-                )
-            if column.target in targets:
-                raise _FieldError(
-                    f"target {column.target!r} is already filled by backfill_columns[{targets[column.target]}]",
-                    loc=("backfill_columns", i, "target"),
-                    value=column.target,
-                )
-            targets[column.target] = i
         return self
 
     @property

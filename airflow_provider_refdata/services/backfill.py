@@ -19,7 +19,10 @@ anything is written; nothing is ever truncated):
 - a *backfill value* longer than its column is stored as NULL when the column is nullable (the key is what
   the facts need; the row is flagged for review like every auto-derived row) and, when the column is
   NOT NULL, its row is left out (counted in ``rejected``); either way the table is reported the same way,
-  naming the FK, table, column, limit and an example key and value.
+  naming the FK, table, column, limit and an example key and value;
+- a *template value* whose formatted placeholder (``{月度:%y%m}``, ``{金额:,.2f}``) meets a value that does not
+  parse as a date or number is stored as NULL, counted in ``template_unparsed`` and reported the same way,
+  naming the FK, table, column, placeholder and an example key and value.
 
 **Several FK configurations on one table** (e.g. plan codes from two fact columns) are each measured
 against the table *as it was before this call*: keys an earlier configuration of the same call inserted
@@ -60,7 +63,7 @@ from psycopg.pq import TransactionStatus
 from airflow_provider_refdata.config import ForeignKeyConfig, processing_order
 from airflow_provider_refdata.exceptions import RefdataBackfillError
 from airflow_provider_refdata.results import BackfillResult, BackfillTableResult, CoverageMetrics
-from airflow_provider_refdata.services.derivation import FactKeys, candidates_frame, extract_keys
+from airflow_provider_refdata.services.derivation import FactKeys, UnparsedTemplateValues, derive_rows, extract_keys
 from airflow_provider_refdata.warehouse.backfill import fill_null_columns, insert_missing, stage_candidates
 from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
@@ -138,6 +141,19 @@ def _fit_values(frame: pd.DataFrame, info: TableInfo, fk: ForeignKeyConfig, note
             f"characters of column {column!r} in {fk.qualified_table} {outcome}, e.g. {example}"
         )
     return keep
+
+
+def _unparsed_note(fk: ForeignKeyConfig, frame: pd.DataFrame, unparsed: UnparsedTemplateValues) -> str:
+    """The message for template values stored as NULL because a formatted placeholder did not parse."""
+    mask = unparsed.mask
+    first = int(np.flatnonzero(mask)[0])
+    piece = unparsed.pieces[first]
+    return (
+        f"foreign key {fk.name!r}: {int(mask.sum())} value(s) of column {unparsed.target!r} in "
+        f"{fk.qualified_table} stored as NULL: the value of placeholder {piece.placeholder!r} of template "
+        f"{unparsed.template!r} did not parse as a {piece.kind}, e.g. key {frame.iat[first, 0]!r}: "
+        f"{_example(unparsed.values[first])}"
+    )
 
 
 class GenericBackfillService:
@@ -244,7 +260,7 @@ class GenericBackfillService:
             cause = describe_error(exc)
             logger.warning("FK %s (%s): %s", fk.name, table, cause)
             coverage.error = result.error = cause
-            result.inserted = result.updated = result.skipped = result.rejected = 0
+            result.inserted = result.updated = result.skipped = result.rejected = result.template_unparsed = 0
             return TableOutcome(coverage=coverage, backfill=result)
         if earlier is not None and table in earlier:
             earlier[table].extend(added)  # only once the unit has committed (or, in plan mode, completed)
@@ -304,11 +320,17 @@ class GenericBackfillService:
             selected = np.setdiff1d(np.arange(keys.total, dtype=np.intp), counts.too_long_positions)
         else:
             selected = missing
-        frame = candidates_frame(df, fk, keys, selected)
+        derived = derive_rows(df, fk, keys, selected)
+        frame, unparsed = derived.frame, derived.unparsed
         keep = _fit_values(frame, info, fk, notes)
         if not keep.all():
             result.rejected += int(np.isin(selected[~keep], missing).sum())
             frame, selected = frame[keep], selected[keep]
+            unparsed = [u.select(keep) for u in unparsed]
+        # Counted on the rows that are written (a row left out above stores nothing, parsed or not).
+        unparsed = [u for u in unparsed if u.mask.any()]
+        result.template_unparsed = sum(int(u.mask.sum()) for u in unparsed)
+        notes.extend(_unparsed_note(fk, frame, u) for u in unparsed)
         columns = [c.target for c in fk.backfill_columns]
         stage_candidates(pg, _ROW_STAGE, frame, info, fk.target_key)
         if fill:
@@ -323,7 +345,7 @@ class GenericBackfillService:
                 added.extend(str(k) for k in keys.keys[would_insert])
         result.skipped = keys.total - result.inserted - result.rejected
         logger.info(
-            "FK %s (%s): %d candidates, %d missing, %d %s, %d rejected, %d filled",
+            "FK %s (%s): %d candidates, %d missing, %d %s, %d rejected, %d filled, %d template values unparsed",
             fk.name,
             fk.qualified_table,
             keys.total,
@@ -332,6 +354,7 @@ class GenericBackfillService:
             "inserted" if writes else "would be inserted",
             result.rejected,
             result.updated,
+            result.template_unparsed,
         )
 
 

@@ -26,7 +26,11 @@ Aggregations (on the rows of each candidate, in fact order, ignoring blank value
     the number of distinct values (``0`` when there are none).
 ``template``
     the template with each ``{column}`` replaced by that column's ``first`` value (blank → empty text);
-    a template without placeholders is a constant.  An empty result is NULL.
+    a template without placeholders is a constant.  An empty result is NULL.  A placeholder with a format
+    spec formats that value: ``{月度:%y%m}`` as a date (strftime; dates, datetimes, ISO 8601 text, ``YYYY-MM``
+    and ``YYYYMM`` parse), ``{金额:,.2f}`` as a number (format-spec mini-language on a ``Decimal``; numbers
+    and numeric text, thousands commas allowed, parse).  When the value does not parse the candidate's
+    template value is NULL and reported in :attr:`DerivedRows.unparsed` (never an exception).
 
 A required column (``source``, the ``order_column`` of ``max_by``, a template's placeholders) missing from
 the facts raises :class:`~airflow_provider_refdata.exceptions.RefdataBackfillError` naming the FK and the
@@ -35,28 +39,40 @@ column; for an ``optional`` backfill column the target is NULL instead.
 
 from __future__ import annotations
 
-import string
+import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from airflow_provider_refdata.config import BackfillColumn, ForeignKeyConfig
+from airflow_provider_refdata.config.foreign_keys import TemplateField, format_number
 from airflow_provider_refdata.exceptions import RefdataBackfillError
 
 __all__ = [
+    "DerivedRows",
     "FactKeys",
+    "UnparsedTemplateValues",
     "candidates_frame",
     "derive_candidates",
+    "derive_rows",
     "extract_keys",
+    "format_template_value",
     "normalize_codes",
     "normalize_text",
 ]
 
 # Integral floats beyond 2**53 are not exact any more; they keep their float text.
 _EXACT_INT_LIMIT = float(2**53)
+# ``YYYY-MM`` and ``YYYYMM`` (month values of the facts): the first day of that month.
+_YEAR_MONTH = re.compile(r"(\d{4})-?(\d{2})")
+# A number spec formats the whole value: "1e999999" with "f" would be a million-digit string; values this
+# large are no reference-data attribute, so they count as not parsed instead.
+_MAX_NUMBER_EXPONENT = 100
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -275,19 +291,89 @@ def _agg_count_distinct(key: np.ndarray, values: pd.Series, m: int) -> np.ndarra
     return np.bincount(pairs["k"].to_numpy(dtype=np.intp), minlength=m).astype(object)
 
 
-def _agg_template(key: np.ndarray, frame: pd.DataFrame, template: str, m: int) -> np.ndarray:
+def _parse_date(text: str) -> datetime | None:
+    """A date/time from normalised text (ISO 8601, ``YYYY-MM``, ``YYYYMM``), or None when it does not parse."""
+    match = _YEAR_MONTH.fullmatch(text)
+    try:
+        if match:
+            return datetime(int(match[1]), int(match[2]), 1)
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _parse_number(text: str) -> Decimal | None:
+    """A finite Decimal from normalised text (thousands commas dropped, as for max_by), or None."""
+    try:
+        number = Decimal(text.replace(",", ""))
+    except InvalidOperation:
+        return None
+    if not number.is_finite() or number.adjusted() > _MAX_NUMBER_EXPONENT:
+        return None
+    return number
+
+
+def format_template_value(text: str, piece: TemplateField) -> str | None:
+    """One normalised (non-blank) value formatted for a template placeholder; None when it does not parse.
+
+    Without a spec the text is used as is.  Dates, datetimes and pandas Timestamps arrive here as their ISO
+    text (see :func:`normalize_codes`), so one text parser serves every input type.
+    """
+    if piece.kind is None:
+        return text
+    try:
+        if piece.kind == "date":
+            moment = _parse_date(text)
+            return None if moment is None else moment.strftime(piece.spec)
+        number = _parse_number(text)
+        return None if number is None else format_number(number, piece.spec)
+    except ValueError:  # e.g. a fraction for an integer spec such as "08d"
+        return None
+
+
+def _format_distinct(uniques: np.ndarray, piece: TemplateField) -> tuple[np.ndarray, np.ndarray]:
+    """``(formatted, parsed)`` per distinct value: formatting runs once per distinct value, not per row."""
+    formatted = np.array([format_template_value(v, piece) for v in uniques], dtype=object)
+    parsed = np.array([v is not None for v in formatted], dtype=bool)
+    formatted[~parsed] = ""
+    return formatted, parsed
+
+
+def _agg_template(
+    key: np.ndarray, frame: pd.DataFrame, pieces: Sequence[TemplateField], m: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(values, pieces, bad_values)``: the filled templates and, per candidate, the first placeholder
+    (:class:`TemplateField`) whose value did not parse and that value (``None`` for both when everything
+    parsed; the candidate's value is NULL otherwise)."""
     result = pd.Series([""] * m, dtype=object)
-    for literal, field, _spec, _conversion in string.Formatter().parse(template):
-        if literal:
-            result = result + literal
-        if field is not None:
-            result = result + pd.Series(_agg_first(key, frame[field], m), dtype=object).fillna("")
+    failed_pieces = np.full(m, None, dtype=object)
+    bad_values = np.full(m, None, dtype=object)
+    for piece in pieces:
+        if piece.literal:
+            result = result + piece.literal
+        if piece.column is None:
+            continue
+        vcodes, uniques = normalize_codes(frame[piece.column])
+        formatted, parsed = _format_distinct(uniques, piece)
+        positions = _first_positions(key, vcodes >= 0, m)
+        hit = np.flatnonzero(positions >= 0)
+        codes = vcodes[positions[hit]]
+        text = np.full(m, "", dtype=object)
+        text[hit] = formatted[codes]
+        result = result + pd.Series(text, dtype=object)
+        failed = ~parsed[codes]
+        # Report the first placeholder that failed per candidate: earlier pieces keep theirs.
+        first = pd.isna(failed_pieces[hit[failed]])
+        rows = hit[failed][first]
+        failed_pieces[rows] = piece
+        bad_values[rows] = uniques[codes[failed][first]]
     out = result.to_numpy(dtype=object, copy=True)
-    out[out == ""] = None
-    return out
+    out[(out == "") | ~pd.isna(failed_pieces)] = None
+    return out, failed_pieces, bad_values
 
 
 def _aggregate(fk: ForeignKeyConfig, column: BackfillColumn, key: np.ndarray, rows: pd.DataFrame, m: int) -> np.ndarray:
+    """One value per candidate for a non-template column (templates: :func:`_agg_template`)."""
     agg = column.aggregation
     if agg.type == "first":
         return _agg_first(key, rows[column.source], m)
@@ -297,8 +383,6 @@ def _aggregate(fk: ForeignKeyConfig, column: BackfillColumn, key: np.ndarray, ro
         return _agg_concat_distinct(key, rows[column.source], m, agg.separator, agg.sort)
     if agg.type == "count_distinct":
         return _agg_count_distinct(key, rows[column.source], m)
-    if agg.type == "template":
-        return _agg_template(key, rows, agg.template or "", m)
     raise RefdataBackfillError(  # pragma: no cover - the config model only allows the types above
         f"foreign key {fk.name!r}: unknown aggregation {agg.type!r}", fk_name=fk.name, column=column.source
     )
@@ -309,16 +393,50 @@ def _aggregate(fk: ForeignKeyConfig, column: BackfillColumn, key: np.ndarray, ro
 # --------------------------------------------------------------------------------------------------------
 
 
-def candidates_frame(
+@dataclass(frozen=True)
+class UnparsedTemplateValues:
+    """Template values of one backfill column left NULL because a formatted placeholder's value did not parse.
+
+    ``pieces`` and ``values`` are aligned with the candidate rows: per row the first placeholder
+    (:class:`TemplateField`, e.g. ``{月度:%y%m}``) whose value did not parse and that value, ``None`` for rows
+    whose template filled normally.
+    """
+
+    target: str
+    template: str
+    pieces: np.ndarray
+    values: np.ndarray
+
+    @property
+    def mask(self) -> np.ndarray:
+        """Rows whose value is NULL because of an unparsed value."""
+        return ~pd.isna(self.pieces)
+
+    def select(self, keep: np.ndarray) -> UnparsedTemplateValues:
+        """The same report for the rows ``keep`` (boolean mask) selects."""
+        return UnparsedTemplateValues(self.target, self.template, self.pieces[keep], self.values[keep])
+
+
+@dataclass(frozen=True)
+class DerivedRows:
+    """Candidate rows and, per template column with unparsed values, what did not parse."""
+
+    frame: pd.DataFrame
+    unparsed: list[UnparsedTemplateValues] = field(default_factory=list)
+
+    @property
+    def template_unparsed(self) -> int:
+        """Values stored as NULL because a formatted placeholder did not parse (over all columns)."""
+        return sum(int(u.mask.sum()) for u in self.unparsed)
+
+
+def derive_rows(
     df: pd.DataFrame,
     fk: ForeignKeyConfig,
     keys: FactKeys,
     selected: Sequence[int] | np.ndarray | None = None,
-) -> pd.DataFrame:
-    """The candidate rows: ``target_key`` then each backfill target, one row per selected candidate.
-
-    Values are ``str`` (``int`` for ``count_distinct``) or ``None``; rows follow ``selected`` (default: all
-    candidates, in order of first appearance).
+) -> DerivedRows:
+    """The candidate rows (see :func:`candidates_frame`) plus the template values that did not parse.
 
     :param df: the fact frame ``keys`` was extracted from.
     :param fk: the foreign-key configuration.
@@ -342,25 +460,58 @@ def candidates_frame(
     # Only the rows of the selected candidates (a few percent when deriving missing keys) are aggregated.
     rows = df.loc[row_mask, list(dict.fromkeys(needed))].reset_index(drop=True)
     key = row_pos[row_mask]
+    unparsed: list[UnparsedTemplateValues] = []
     for column in fk.backfill_columns:
+        agg = column.aggregation
         if absent[column.target]:
             data[column.target] = np.full(m, None, dtype=object)
+        elif agg.type == "template":
+            data[column.target], pieces, values = _agg_template(key, rows, agg.template_fields, m)
+            report = UnparsedTemplateValues(column.target, agg.template or "", pieces, values)
+            if report.mask.any():
+                unparsed.append(report)
         else:
             data[column.target] = _aggregate(fk, column, key, rows, m)
-    return pd.DataFrame(data, dtype=object)
+    return DerivedRows(frame=pd.DataFrame(data, dtype=object), unparsed=unparsed)
+
+
+def candidates_frame(
+    df: pd.DataFrame,
+    fk: ForeignKeyConfig,
+    keys: FactKeys,
+    selected: Sequence[int] | np.ndarray | None = None,
+) -> pd.DataFrame:
+    """The candidate rows: ``target_key`` then each backfill target, one row per selected candidate.
+
+    Values are ``str`` (``int`` for ``count_distinct``) or ``None``; rows follow ``selected`` (default: all
+    candidates, in order of first appearance).  Template values that did not parse are NULL here; use
+    :func:`derive_rows` to learn which.
+
+    :param df: the fact frame ``keys`` was extracted from.
+    :param fk: the foreign-key configuration.
+    :param keys: the result of :func:`extract_keys` for ``df`` and ``fk``.
+    :param selected: candidate indices to derive (e.g. only the keys missing from the reference table).
+    """
+    return derive_rows(df, fk, keys, selected).frame
 
 
 @dataclass(frozen=True)
 class Candidates:
-    """All candidates of one FK configuration: the keys' summary plus the derived rows."""
+    """All candidates of one FK configuration: the keys' summary, the derived rows, unparsed template values."""
 
     fk_name: str
     frame: pd.DataFrame
     blank_rows: int
+    unparsed: list[UnparsedTemplateValues] = field(default_factory=list)
 
     @property
     def keys(self) -> list[str]:
         return list(self.frame.iloc[:, 0])
+
+    @property
+    def template_unparsed(self) -> int:
+        """Template values left NULL because a formatted placeholder's value did not parse."""
+        return sum(int(u.mask.sum()) for u in self.unparsed)
 
 
 def derive_candidates(df: pd.DataFrame, fk: ForeignKeyConfig) -> Candidates:
@@ -371,4 +522,5 @@ def derive_candidates(df: pd.DataFrame, fk: ForeignKeyConfig) -> Candidates:
     :raises RefdataBackfillError: the FK column or a required backfill column is missing.
     """
     keys = extract_keys(df, fk)
-    return Candidates(fk_name=fk.name, frame=candidates_frame(df, fk, keys), blank_rows=keys.blank_rows)
+    rows = derive_rows(df, fk, keys)
+    return Candidates(fk_name=fk.name, frame=rows.frame, blank_rows=keys.blank_rows, unparsed=rows.unparsed)
