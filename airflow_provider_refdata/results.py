@@ -30,11 +30,21 @@ class SyncResult(_Result):
     rows_unchanged: int = 0
     rows_deleted: int = 0
     rows_promoted: int = Field(0, description="auto-derived rows made authoritative by this sync")
+    rows_kept_referenced: int = Field(
+        0,
+        description="delete_insert: rows the source no longer has that a foreign key still references, kept "
+        "as auto-derived rows to review instead of being deleted",
+    )
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None
     attempts: int = 0
     duration_seconds: float = 0.0
     plan_only: bool = False
+    ddl: str | None = Field(
+        None,
+        description="the DDL that created the missing target table (create_table: true), or with plan_only "
+        "would create it; None when the table existed",
+    )
     skipped_reason: str | None = None
     error: str | None = None
 
@@ -73,6 +83,11 @@ class BackfillTableResult(_Result):
     skipped: int = 0
     updated: int = Field(0, description="rows whose NULL columns were filled (fill_null_only mode)")
     rejected: int = Field(0, description="missing keys left out: the key (or a NOT NULL value) is too long")
+    template_unparsed: int = Field(
+        0,
+        description="derived template values stored as NULL: a formatted placeholder's value "
+        "({月度:%y%m}, {金额:,.2f}) did not parse as a date or number",
+    )
     error: str | None = None
 
 
