@@ -290,6 +290,12 @@ class SyncTableConfig(_ConfigModel):
         default_factory=list,
         description="Names of sync tables that must finish before this one starts (with concurrency > 1).",
     )
+    still_referenced: Literal["keep_for_review", "fail"] = Field(
+        "keep_for_review",
+        description="delete_insert, a row the source no longer has that a foreign key still references (whatever "
+        "its ON DELETE action): keep_for_review keeps it as an auto-derived row with _needs_review; fail fails "
+        "the table. It is never deleted.",
+    )
     create_table: StrictBool = Field(
         False,
         description="Create a missing target table from the source's columns (types per docs/configuration.md).",

@@ -56,13 +56,15 @@ from airflow_provider_refdata.services.sources import (
     SourceUnavailableError,
 )
 from airflow_provider_refdata.textable import text_table
-from airflow_provider_refdata.warehouse import merge
+from airflow_provider_refdata.warehouse import merge, references
 from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection, warehouse_connector
 from airflow_provider_refdata.warehouse.sqlbits import ident_list, table_ref
 from airflow_provider_refdata.warehouse.staging import create_stage
 from airflow_provider_refdata.warehouse.state import (
+    describe_lock_holders,
     ensure_state_tables,
+    finish_run_log,
     lock_name,
     read_watermark,
     write_run_log,
@@ -97,6 +99,11 @@ class ReferenceSyncService:
     :param retry_wait_seconds: wait before the first retry; doubles each time (2 s → 4 s → 8 s).
     :param retry_max_wait_seconds: upper bound of one wait.
     :param sleep: the sleep function between attempts (tests pass a recorder).
+    :param lock_timeout_seconds: longest wait for any lock in the warehouse (the table's advisory lock, the
+        DDL adding tracking columns, rows another transaction holds), PostgreSQL's ``lock_timeout``; so a sync
+        never queues without limit and never holds other readers of the table behind its DDL for longer.
+    :param lock_retries: further attempts of the whole table after a lock wait timed out (the transaction
+        rolled back), with the same backoff as source retries; then the table fails naming who holds the lock.
     """
 
     def __init__(
@@ -108,9 +115,15 @@ class ReferenceSyncService:
         retry_wait_seconds: float = 2.0,
         retry_max_wait_seconds: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
+        lock_timeout_seconds: float = 5.0,
+        lock_retries: int = 2,
     ) -> None:
-        if retries < 0:
-            raise ValueError("retries must be 0 or more")
+        if retries < 0 or lock_retries < 0:
+            raise ValueError("retries and lock_retries must be 0 or more")
+        if lock_timeout_seconds <= 0:
+            raise ValueError("lock_timeout_seconds must be positive")
+        self.lock_timeout_seconds = lock_timeout_seconds
+        self.lock_retries = lock_retries
         self.config = config
         self.sources = dict(sources) if sources is not None else None
         self.retries = retries
@@ -284,6 +297,7 @@ class ReferenceSyncService:
         started_at = datetime.now(UTC)
         t0 = time.perf_counter()
         batch_size = batch_size or table_config.batch_size or DEFAULT_BATCH_SIZE
+        run_id: int | None = None
         with warehouse_connection(conn) as pg:
             try:
                 if source is None:
@@ -293,18 +307,32 @@ class ReferenceSyncService:
                     )
                 if not plan_only:
                     _ensure_state_tables(pg)
-                self._run(pg, table_config, source, result, plan_only, force_full, batch_size)
+                    # Committed first, on its own: a run that dies (kill -9, lost server) leaves this trace.
+                    with pg.transaction():
+                        run_id = write_run_log(
+                            pg,
+                            run_type=RUN_TYPE,
+                            subject=result.table,
+                            status="running",
+                            started_at=started_at,
+                            result=result.model_dump(mode="json"),
+                        )
+                self._run_with_lock_retries(pg, table_config, source, result, plan_only, force_full, batch_size, run_id)
                 status = "planned" if plan_only else "success"
             except _Skip as skip:
+                _reset_counts(result)
                 result.skipped_reason = skip.reason
                 status = "skipped"
             except Exception as exc:  # one table's failure must not stop the others
                 _rollback_if_broken(pg)
+                _reset_counts(result)  # everything was rolled back: nothing was inserted or updated
                 result.error = _describe_error(exc, result.table)
+                if isinstance(exc, psycopg.errors.LockNotAvailable):
+                    result.error = self._busy_message(pg, table_config, result.error)
                 status = "failed"
             result.duration_seconds = round(time.perf_counter() - t0, 3)
             if status in ("failed", "skipped") and not plan_only:
-                self._record_outcome(pg, result, status, started_at)
+                self._record_outcome(pg, result, status, started_at, run_id, warehouse_connector(conn))
         log = logger.warning if status == "failed" else logger.info
         log(
             "Sync %s: %s (read %s, inserted %s, updated %s, unchanged %s, deleted %s, promoted %s, attempts %s) %s",
@@ -325,6 +353,53 @@ class ReferenceSyncService:
     # one table
     # ------------------------------------------------------------------------------------------------------
 
+    def _run_with_lock_retries(
+        self,
+        pg: psycopg.Connection,
+        cfg: Any,
+        source: ReferenceSource,
+        result: SyncResult,
+        plan_only: bool,
+        force_full: bool,
+        batch_size: int,
+        run_id: int | None,
+    ) -> None:
+        """:meth:`_run`, again from the start (the failed attempt rolled back) when a lock wait timed out."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.lock_retries + 1),
+            wait=wait_exponential(
+                multiplier=self.retry_wait_seconds, min=self.retry_wait_seconds, max=self.retry_max_wait_seconds
+            ),
+            retry=retry_if_exception_type(psycopg.errors.LockNotAvailable),
+            reraise=True,
+            sleep=self._sleep,
+            before=lambda state: _reset_counts(result) if state.attempt_number > 1 else None,
+            before_sleep=lambda state: logger.warning(
+                "Sync %s: a lock was not granted within %s s (attempt %s of %s), retrying",
+                result.table,
+                self.lock_timeout_seconds,
+                state.attempt_number,
+                self.lock_retries + 1,
+            ),
+        )
+        for attempt in retrying:
+            with attempt:
+                self._run(pg, cfg, source, result, plan_only, force_full, batch_size, run_id)
+
+    def _busy_message(self, pg: psycopg.Connection, cfg: Any, error: str) -> str:
+        holders = ""
+        try:
+            with pg.transaction():
+                holders = describe_lock_holders(pg, cfg.target_schema, cfg.target_table, cfg.qualified_table)
+        except psycopg.Error:
+            _rollback_if_broken(pg)
+        return (
+            f"table busy: {cfg.qualified_table} was locked by another session for more than "
+            f"{self.lock_timeout_seconds:g} s in each of {self.lock_retries + 1} attempt(s)"
+            + (f"; held by {holders}" if holders else "")
+            + f"; nothing was changed ({error})"
+        )
+
     def _run(
         self,
         pg: psycopg.Connection,
@@ -334,16 +409,19 @@ class ReferenceSyncService:
         plan_only: bool,
         force_full: bool,
         batch_size: int,
+        run_id: int | None = None,
     ) -> None:
         name = result.table
         key = list(cfg.primary_key)
         incremental = getattr(cfg.source_config, "incremental", None)
         started_at = datetime.now(UTC)
         with pg.transaction():
+            # Bounded waits for every lock of this transaction (SET LOCAL: ends with it).
+            pg.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(self.lock_timeout_seconds * 1000)}ms",))
             lock_name(pg, name)
             info = table_info(pg, cfg.target_schema, cfg.target_table)
             if info is None:
-                raise RefdataSyncError(f"target table {name} does not exist", table=name)
+                info = _create_missing_table(pg, cfg, source, result)
             missing_key = [k for k in key if k not in info.columns]
             if missing_key:
                 raise RefdataSyncError(f"target table {name} has no key column(s) {', '.join(missing_key)}", table=name)
@@ -383,14 +461,17 @@ class ReferenceSyncService:
                 # Same statements, same counts; the rollback makes sure nothing is kept.
                 raise psycopg.Rollback()
             write_sync_state(pg, name, status="success", watermark=result.watermark_after, counts=result.model_dump())
-            write_run_log(
-                pg,
-                run_type=RUN_TYPE,
-                subject=name,
-                status="success",
-                started_at=started_at,
-                result=result.model_dump(mode="json"),
-            )
+            if run_id is not None:
+                finish_run_log(pg, run_id, status="success", result=result.model_dump(mode="json"))
+            else:
+                write_run_log(
+                    pg,
+                    run_type=RUN_TYPE,
+                    subject=name,
+                    status="success",
+                    started_at=started_at,
+                    result=result.model_dump(mode="json"),
+                )
 
     @staticmethod
     def _skip_if_empty_replace(cfg: Any, result: SyncResult) -> None:
@@ -495,7 +576,7 @@ class ReferenceSyncService:
                     )
                     result.rows_inserted, result.rows_updated, result.rows_promoted = inserted, updated, promoted
                     if cfg.sync_mode == "delete_insert":
-                        result.rows_deleted = merge.delete_absent_authoritative(pg, info, STAGE_NAME, key)
+                        _delete_absent(pg, cfg, info, key, result)
         except psycopg.errors.UniqueViolation:
             _check_duplicates(pg, info, key)
             raise
@@ -551,24 +632,87 @@ class ReferenceSyncService:
         return [t for t in candidates if getattr(t, "enabled", True)], batch_size_of
 
     @staticmethod
-    def _record_outcome(pg: psycopg.Connection, result: SyncResult, status: str, started_at: datetime) -> None:
-        """Record a failed or skipped table in its own small transaction (the watermark does not move)."""
+    def _record_outcome(
+        pg: psycopg.Connection,
+        result: SyncResult,
+        status: str,
+        started_at: datetime,
+        run_id: int | None = None,
+        reconnect: Callable[[], AbstractContextManager[psycopg.Connection]] | None = None,
+    ) -> None:
+        """Record a failed or skipped table in its own small transaction (the watermark does not move).
+
+        When the table failed because the warehouse connection was lost, a new connection records it.
+        """
+        if (pg.closed or pg.broken) and reconnect is not None:
+            try:
+                with reconnect() as fresh:
+                    ReferenceSyncService._record_outcome(fresh, result, status, started_at, run_id)
+            except psycopg.Error as exc:
+                logger.warning("Could not record the %s outcome of %s: %s", status, result.table, exc)
+            return
         try:
             _ensure_state_tables(pg)
             with pg.transaction():
                 if status == "failed":
                     write_sync_state(pg, result.table, status="failed", watermark=None, counts={})
-                write_run_log(
-                    pg,
-                    run_type=RUN_TYPE,
-                    subject=result.table,
-                    status=status,
-                    started_at=started_at,
-                    result=result.model_dump(mode="json"),
-                )
+                payload = result.model_dump(mode="json")
+                if run_id is not None:
+                    finish_run_log(pg, run_id, status=status, result=payload)
+                else:
+                    write_run_log(
+                        pg,
+                        run_type=RUN_TYPE,
+                        subject=result.table,
+                        status=status,
+                        started_at=started_at,
+                        result=payload,
+                    )
         except psycopg.Error as exc:
             _rollback_if_broken(pg)
             logger.warning("Could not record the %s outcome of %s in refdata.run_log: %s", status, result.table, exc)
+
+
+def _reset_counts(result: SyncResult) -> None:
+    """A rolled-back (or skipped, or retried) table wrote nothing: its write counts are 0."""
+    for field in (
+        "rows_inserted",
+        "rows_updated",
+        "rows_unchanged",
+        "rows_deleted",
+        "rows_promoted",
+        "rows_kept_referenced",
+    ):
+        setattr(result, field, 0)
+    result.watermark_after = result.watermark_before
+
+
+def _delete_absent(pg: psycopg.Connection, cfg: Any, info: TableInfo, key: list[str], result: SyncResult) -> None:
+    """``delete_insert``: delete the authoritative rows the source lacks, never one a foreign key still needs."""
+    constraints = references.referencing_constraints(pg, info)
+    if getattr(cfg, "still_referenced", "keep_for_review") == "fail":
+        for constraint in constraints:
+            count, keys = references.still_referenced_keys(pg, info, STAGE_NAME, key, constraint)
+            if count:
+                raise RefdataSyncError(
+                    f"{cfg.qualified_table}: {count} row(s) the source no longer has are still referenced by "
+                    f"{constraint.qualified_table} (constraint {constraint.name}, ON DELETE {constraint.on_delete}), "
+                    f"e.g. key {', '.join(_key_text(key, k) for k in keys)}; still_referenced is 'fail', "
+                    "nothing was changed",
+                    table=cfg.qualified_table,
+                    key=keys[0],
+                )
+    else:
+        result.rows_kept_referenced = references.keep_referenced_for_review(pg, info, STAGE_NAME, key, constraints)
+        if result.rows_kept_referenced:
+            logger.warning(
+                "Sync %s: %s row(s) the source no longer has are still referenced (%s); kept as auto-derived "
+                "rows to review instead of deleting them",
+                cfg.qualified_table,
+                result.rows_kept_referenced,
+                ", ".join(f"{c.qualified_table} ON DELETE {c.on_delete}" for c in constraints),
+            )
+    result.rows_deleted = references.delete_absent_unreferenced(pg, info, STAGE_NAME, key, constraints)
 
 
 def _check_duplicates(pg: psycopg.Connection, info: TableInfo, key: Sequence[str]) -> None:
@@ -658,3 +802,44 @@ def format_summary(results: Sequence[SyncResult]) -> str:
         detail = (r.error or r.skipped_reason or "")[:200]
         rows.append([r.table, r.sync_mode, status, *counts, r.attempts, f"{r.duration_seconds:.2f}", detail])
     return "\n".join(text_table(headers, rows))
+
+
+def _create_missing_table(pg: psycopg.Connection, cfg: Any, source: Any, result: SyncResult) -> TableInfo:
+    """Create the missing target table from the source's columns (``create_table: true``), or refuse.
+
+    Runs in the table's transaction under its advisory lock (taken by ``_run``): a failed sync leaves no table
+    behind, ``plan_only`` rolls it back with everything else, and a concurrent sync of the same table waits and
+    then finds the table.  ``result.ddl`` gets the DDL run (also in plan mode).  Without ``create_table`` or
+    with a source that cannot describe its columns (``DescribableSource``; YAML files carry no types), this is
+    the "does not exist" failure, saying when ``create_table: true`` would help.
+    """
+    from airflow_provider_refdata.services.sources import DescribableSource
+    from airflow_provider_refdata.warehouse.ddl import create_reference_table
+
+    name = result.table
+    describable = isinstance(source, DescribableSource)
+    if not getattr(cfg, "create_table", False):
+        hint = "; set create_table: true to create it from the source's columns" if describable else ""
+        raise RefdataSyncError(f"target table {name} does not exist{hint}", table=name)
+    if not describable:
+        why = (
+            "a YAML reference file declares no column types"
+            if cfg.source_type == "config_file"
+            else f"its {cfg.source_type} source cannot describe its columns"
+        )
+        raise RefdataSyncError(
+            f"target table {name} does not exist and create_table cannot create it: {why}; create the table yourself",
+            table=name,
+        )
+    columns = source.describe_columns(cfg)
+    result.ddl = create_reference_table(pg, cfg.target_schema, cfg.target_table, columns, list(cfg.primary_key))
+    logger.info(
+        "Sync %s: target table does not exist, %s it (create_table: true):\n%s",
+        name,
+        "plan_only: would create" if result.plan_only else "creating",
+        result.ddl,
+    )
+    info = table_info(pg, cfg.target_schema, cfg.target_table)
+    if info is None:  # pragma: no cover - the CREATE TABLE above succeeded in this transaction
+        raise RefdataSyncError(f"target table {name} was created but cannot be read back", table=name)
+    return info

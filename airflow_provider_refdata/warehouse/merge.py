@@ -225,21 +225,3 @@ def upsert_changed(
     )
     inserted, updated, promoted = conn.execute(query).fetchone()
     return inserted, updated, promoted
-
-
-def delete_absent_authoritative(conn: psycopg.Connection, info: TableInfo, stage: str, key: Sequence[str]) -> int:
-    """Delete authoritative rows whose key is not staged (auto-derived rows stay); returns rows deleted.
-
-    A row a foreign key still needs makes the statement fail (the caller rolls the table back); no
-    ``TRUNCATE``, so readers are never locked out and auto-derived rows survive.
-    """
-    query = sql.SQL(
-        "DELETE FROM {t} AS t WHERE t.{src} = {auth} AND NOT EXISTS (SELECT 1 FROM {s} AS s WHERE {match})"
-    ).format(
-        t=table_ref(info.schema, info.table),
-        src=sql.Identifier(SOURCE),
-        auth=sql.Literal(AUTHORITATIVE),
-        s=sql.Identifier(stage),
-        match=_key_match("t", "s", key),
-    )
-    return conn.execute(query).rowcount

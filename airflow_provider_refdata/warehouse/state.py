@@ -161,3 +161,33 @@ def write_run_log(
         (run_type, subject, status, started_at, Jsonb(payload)),
     ).fetchone()
     return row[0]
+
+
+def finish_run_log(conn: psycopg.Connection, run_id: int, *, status: str, result: Mapping[str, Any]) -> None:
+    """Close a run-log row opened with status ``running``: its final status, result and finish time."""
+    conn.execute(
+        "UPDATE refdata.run_log SET status = %s, finished_at = now(), result = %s WHERE id = %s",
+        (status, Jsonb(dict(result)), run_id),
+    )
+
+
+def describe_lock_holders(conn: psycopg.Connection, schema: str, table: str, lock: str, *, limit: int = 3) -> str:
+    """Who holds locks on ``schema.table`` or the advisory lock of ``lock`` (:func:`lock_name`), for messages.
+
+    ``pid 4242 (AccessShareLock, idle in transaction: "SELECT …")``; ``""`` when nobody else holds one.
+    """
+    rows = conn.execute(
+        """
+        SELECT DISTINCT ON (a.pid) a.pid, l.mode, a.state, left(regexp_replace(a.query, '\\s+', ' ', 'g'), 120)
+          FROM pg_locks AS l
+          JOIN pg_stat_activity AS a ON a.pid = l.pid
+         WHERE l.granted AND l.pid <> pg_backend_pid()
+           AND ((l.locktype = 'relation' AND l.relation = to_regclass(format('%%I.%%I', %s::text, %s::text)))
+             OR (l.locktype = 'advisory' AND l.classid::bigint = %s
+                 AND l.objid::bigint = (hashtext(%s)::bigint + 4294967296) %% 4294967296 AND l.objsubid = 2))
+         ORDER BY a.pid
+         LIMIT %s
+        """,
+        (schema, table, _LOCK_NAMESPACE, lock, limit),
+    ).fetchall()
+    return ", ".join(f'pid {pid} ({mode}, {state}: "{query}")' for pid, mode, state, query in rows)

@@ -180,7 +180,8 @@ def test_delete_insert_keeps_auto_derived_and_rolls_back_on_foreign_key(env):
         ("PL201", "改名", None, "authoritative"),
         ("PL999", None, None, "authoritative"),
     ]
-    # a fact table still references PL999: removing it from the file must fail and change nothing
+    # a fact table still references PL999: removing it from the file keeps it, as a row to review
+    # (tests/integration/services/test_sync_delete_guard.py covers every ON DELETE action and the "fail" choice)
     env.pg(
         sql.SQL("CREATE TABLE {s}.{f} ({c} varchar(16) REFERENCES {s}.{t})").format(
             s=sql.Identifier(env.schema),
@@ -190,11 +191,14 @@ def test_delete_insert_keeps_auto_derived_and_rolls_back_on_foreign_key(env):
         )
     )
     env.pg(sql.SQL("INSERT INTO {}.{} VALUES ('PL999')").format(sql.Identifier(env.schema), sql.Identifier("事实")))
-    before = env.rows(PRODUCT_LINE, with_xmin=True)
     env.write_product_lines("schema_version: '1.0'\ndata:\n  - {产品线代码: PL201, 产品线名称: 再改}\n")
-    failed = service.sync_all(env.config, env.sources(), env.pg_dsn, tables=["product_line"])[0]
-    assert "foreign key" in failed.error and "PL999" in failed.error
-    assert env.rows(PRODUCT_LINE, with_xmin=True) == before
+    kept = service.sync_all(env.config, env.sources(), env.pg_dsn, tables=["product_line"])[0]
+    assert (kept.error, kept.rows_updated, kept.rows_deleted, kept.rows_kept_referenced) == (None, 1, 0, 1)
+    assert [r[:5] for r in env.rows(PRODUCT_LINE)] == [
+        ("AUTO1", "推导", None, "auto_derived", True),
+        ("PL201", "再改", None, "authoritative", False),
+        ("PL999", None, None, "auto_derived", True),
+    ]
 
 
 def test_two_concurrent_syncs_of_one_table_serialize_on_the_advisory_lock(env):
