@@ -298,6 +298,7 @@ class ReferenceSyncService:
         t0 = time.perf_counter()
         batch_size = batch_size or table_config.batch_size or DEFAULT_BATCH_SIZE
         run_id: int | None = None
+        reconnect = warehouse_connector(conn)  # now: a connection that breaks later no longer tells its parameters
         with warehouse_connection(conn) as pg:
             try:
                 if source is None:
@@ -332,7 +333,7 @@ class ReferenceSyncService:
                 status = "failed"
             result.duration_seconds = round(time.perf_counter() - t0, 3)
             if status in ("failed", "skipped") and not plan_only:
-                self._record_outcome(pg, result, status, started_at, run_id, warehouse_connector(conn))
+                self._record_outcome(pg, result, status, started_at, run_id, reconnect)
         log = logger.warning if status == "failed" else logger.info
         log(
             "Sync %s: %s (read %s, inserted %s, updated %s, unchanged %s, deleted %s, promoted %s, attempts %s) %s",
