@@ -4,11 +4,17 @@
 
     refdata sync --config config/reference_sync.yml [--tables annuity_plan product_line] [--plan-only]
                  [--force-full] [--warehouse-dsn postgresql://...] [--mysql-dsn mysql://...]
+                 [--source NAME=DSN ...]
 
 The warehouse and legacy MySQL DSNs default to ``$REFDATA_PG_DSN`` and ``$REFDATA_MYSQL_DSN`` (prefer the
-environment for passwords: arguments show up in ``ps``).  ``--config`` defaults to
-``$REFDATA_CONFIG_DIR/reference_sync.yml``.  Prints the same summary table as the operator; the exit status
-is 0 when no table failed, 1 when at least one failed, 2 for a configuration or usage error.
+environment for passwords: arguments show up in ``ps``).  ``--source NAME=DSN`` (repeatable) gives the source
+of the tables whose ``source_config.conn_id`` is NAME, or of every table of ``source_type`` NAME
+(``legacy_mysql``, ``postgres``, ``sql``); the DSN is ``mysql://…``, ``postgresql://…`` or
+``sqlite:////abs/path.db``.  A conn_id entry wins over a source_type entry, and ``--source legacy_mysql=…``
+over ``--mysql-dsn``.  Tables with ``connection_env_prefix`` read their connection from the environment.
+``--config`` defaults to ``$REFDATA_CONFIG_DIR/reference_sync.yml``.  Prints the same summary table as the
+operator; the exit status is 0 when no table failed, 1 when at least one failed, 2 for a configuration or
+usage error.
 Uses only the plain-Python services (no Airflow import).
 """
 
@@ -22,7 +28,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from airflow_provider_refdata.exceptions import RefdataError
+from airflow_provider_refdata.exceptions import RefdataConfigError, RefdataError
 
 
 def _default_config() -> Path:
@@ -43,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--force-full", action="store_true", help="ignore watermarks, read every source row")
     sync.add_argument("--warehouse-dsn", default=None, help="PostgreSQL DSN (default: $REFDATA_PG_DSN)")
     sync.add_argument("--mysql-dsn", default=None, help="legacy MySQL DSN mysql://… (default: $REFDATA_MYSQL_DSN)")
+    sync.add_argument(
+        "--source",
+        action="append",
+        default=[],
+        metavar="NAME=DSN",
+        help="source of the tables whose conn_id or source_type is NAME (repeatable): mysql://…, postgresql://…, "
+        "sqlite:////abs/path.db",
+    )
     sync.add_argument("--yaml-base-path", type=Path, default=None, help="folder for relative reference-file paths")
     sync.add_argument("--retries", type=int, default=3, help="retries per table after a MySQL error (3)")
     sync.add_argument("--retry-wait", type=float, default=2.0, help="first wait between attempts in seconds (2)")
@@ -51,8 +65,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_sources(values: Sequence[str]) -> dict[str, str]:
+    """``NAME=DSN`` arguments as a mapping (the last one of a NAME wins).
+
+    :param values: the ``--source`` arguments.
+    :raises RefdataConfigError: an argument is not ``NAME=DSN`` with a DSN containing ``://`` (the message
+        never repeats the value, which may hold a password).
+    """
+    sources: dict[str, str] = {}
+    for i, value in enumerate(values, 1):
+        name, sep, dsn = value.partition("=")
+        name, dsn = name.strip(), dsn.strip()
+        if not sep or not name or "://" not in dsn:
+            shown = f" (for {name!r})" if name and sep else ""
+            raise RefdataConfigError(
+                f"--source argument {i}{shown} must be NAME=DSN, NAME a conn_id or source_type and DSN "
+                "mysql://…, postgresql://… or sqlite:////abs/path.db"
+            )
+        sources[name] = dsn
+    return sources
+
+
 def run_sync(args: argparse.Namespace) -> int:
     from airflow_provider_refdata.config import load_sync_config
+    from airflow_provider_refdata.services.source_resolver import source_from_dsn
     from airflow_provider_refdata.services.sources import MySqlSource, YamlFileSource
     from airflow_provider_refdata.services.sync import ReferenceSyncService, format_summary
 
@@ -61,6 +97,7 @@ def run_sync(args: argparse.Namespace) -> int:
     if not warehouse:
         print("error: no warehouse DSN: pass --warehouse-dsn or set REFDATA_PG_DSN", file=sys.stderr)
         return 2
+    named = parse_sources(args.source)
     config = load_sync_config(config_path)
     if not config.enabled:
         print(f"reference sync is disabled in {config_path} (enabled: false); nothing synced")
@@ -70,6 +107,14 @@ def run_sync(args: argparse.Namespace) -> int:
     mysql_dsn = args.mysql_dsn or os.environ.get("REFDATA_MYSQL_DSN")
     if mysql_dsn:
         sources["legacy_mysql"] = MySqlSource.from_dsn(mysql_dsn)
+    for name, dsn in named.items():
+        # Built now (no connection is opened), so an unknown scheme is a usage error before anything runs.
+        sources[name] = source_from_dsn(dsn)
+    known = {t.source_type for t in config.tables} | {
+        c for t in config.tables if (c := getattr(t.source_config, "conn_id", None))
+    }
+    for name in sorted(set(named) - known):
+        print(f"warning: --source {name}=…: no table has conn_id or source_type {name!r}", file=sys.stderr)
     service = ReferenceSyncService(
         config,
         sources,

@@ -1,8 +1,14 @@
 """ReferenceSyncOperator: run the authoritative reference sync as one Airflow task.
 
 The operator loads ``reference_sync.yml`` (path templated; default ``$REFDATA_CONFIG_DIR/reference_sync.yml``),
-builds the sources from Airflow connections (``LegacyMySqlHook``, ``YamlReferenceHook``) and the warehouse
-from a ``postgres`` connection, and calls :class:`~airflow_provider_refdata.services.sync.ReferenceSyncService`.
+builds each table's source from Airflow connections and the warehouse from a ``postgres`` connection, and
+calls :class:`~airflow_provider_refdata.services.sync.ReferenceSyncService`.  A table's source is found as
+:mod:`~airflow_provider_refdata.services.source_resolver` says: ``connection_env_prefix``, then
+``source_connections`` (by the table's ``conn_id``, then by its ``source_type``; a value is an Airflow
+connection id or a DSN), then the Airflow connection the table's ``conn_id`` names (default per type:
+``mysql_conn_id``, ``refdata_legacy_postgres``), built by
+:func:`~airflow_provider_refdata.hooks.connections.source_for_connection` (``LegacyMySqlHook``,
+``LegacyPostgresHook``, an ``SqlSource`` over a ``DbApiHook``, ``YamlReferenceHook``).
 Nothing is read or connected in ``__init__``: hooks are created on first use during ``execute``.
 
 It returns the list of :class:`~airflow_provider_refdata.results.SyncResult` (XCom), logs one summary table,
@@ -48,8 +54,14 @@ class ReferenceSyncOperator(BaseOperator):
     :param plan_only: compute the counts and write nothing (templated).
     :param force_full: ignore watermarks, read every source row (templated).
     :param warehouse_conn_id: ``postgres`` connection of the warehouse.
-    :param mysql_conn_id: connection of the legacy MySQL database.
+    :param mysql_conn_id: connection of the legacy MySQL database (``legacy_mysql`` tables without
+        ``conn_id``; it replaces the default ``refdata_legacy_mysql``).
     :param yaml_conn_id: optional ``refdata_yaml`` connection (``base_path`` extra).
+    :param source_connections: connections of the sources, by a configuration ``conn_id`` or a ``source_type``
+        (``legacy_mysql``, ``postgres``, ``sql``, ``config_file``); each value is an Airflow connection id,
+        or a DSN (it contains ``://``: ``mysql://…``, ``postgresql://…``, ``sqlite:////abs/path.db``).  A
+        table's ``conn_id`` key wins over its ``source_type`` key; a table matching neither reads the Airflow
+        connection its ``conn_id`` names (else its type's default connection).  Default: none.
     :param fail_on_error: fail the task when any table failed (default: only when all failed).
     :param source_retries: retries per table after a transient MySQL error (default 3: at most 4 attempts).
         Not to be confused with the task's own ``retries``, which re-run the whole task.
@@ -75,6 +87,7 @@ class ReferenceSyncOperator(BaseOperator):
         source_retries: int = 3,
         source_retry_wait_seconds: float = 2.0,
         source_retry_max_wait_seconds: float = 8.0,
+        source_connections: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("outlets", [REFERENCE_SYNC_ASSET])
@@ -90,12 +103,53 @@ class ReferenceSyncOperator(BaseOperator):
         self.source_retries = source_retries
         self.source_retry_wait_seconds = source_retry_wait_seconds
         self.source_retry_max_wait_seconds = source_retry_max_wait_seconds
+        if source_connections:
+            from airflow_provider_refdata.hooks.connections import sources_from_mapping
+
+            sources_from_mapping(source_connections)  # a malformed mapping fails when the DAG is parsed
+        self.source_connections = dict(source_connections) if source_connections else None
 
     @cached_property
     def mysql_hook(self) -> Any:
         from airflow_provider_refdata.hooks.legacy_mysql import LegacyMySqlHook
 
         return LegacyMySqlHook(mysql_conn_id=self.mysql_conn_id)
+
+    def source_for_connection(self, source_type: str, conn_id: str | None) -> Any:
+        """The ``connection_factory`` given to the sync: :func:`~.hooks.connections.source_for_connection`,
+        with ``mysql_conn_id`` as the connection of ``legacy_mysql`` tables that name none.
+
+        :param source_type: the table's ``source_type``.
+        :param conn_id: the table's ``conn_id``, else the type's default connection id.
+        """
+        from airflow_provider_refdata.hooks.connections import source_for_connection
+        from airflow_provider_refdata.services.source_resolver import DEFAULT_CONN_IDS
+
+        if source_type == "legacy_mysql" and conn_id in (None, DEFAULT_CONN_IDS["legacy_mysql"]):
+            conn_id = self.mysql_conn_id
+        return source_for_connection(source_type, conn_id)
+
+    def sources(self, config: Any) -> dict[str, Any]:
+        """The service's ``sources``: ``source_connections`` (DSNs as given, connection ids built on first
+        use) and the YAML hook for ``config_file`` tables.
+
+        :param config: the loaded configuration (keys naming no table's ``conn_id`` or ``source_type`` are
+            logged as a warning).
+        """
+        from airflow_provider_refdata.hooks.connections import sources_from_mapping
+
+        mapping = self.source_connections or {}
+        known = {t.source_type for t in config.tables} | {
+            c for t in config.tables if (c := getattr(t.source_config, "conn_id", None))
+        }
+        unused = sorted(set(mapping) - known)
+        if unused:
+            self.log.warning(
+                "source_connections: %s name(s) no table's conn_id or source_type (known: %s)",
+                ", ".join(unused),
+                ", ".join(sorted(known)),
+            )
+        return {"config_file": self.yaml_hook, **sources_from_mapping(mapping, self.source_for_connection)}
 
     @cached_property
     def yaml_hook(self) -> Any:
@@ -122,7 +176,7 @@ class ReferenceSyncOperator(BaseOperator):
             return []
         service = ReferenceSyncService(
             config,
-            {"legacy_mysql": self.mysql_hook, "config_file": self.yaml_hook},
+            self.sources(config),
             retries=self.source_retries,
             retry_wait_seconds=self.source_retry_wait_seconds,
             retry_max_wait_seconds=self.source_retry_max_wait_seconds,
@@ -134,7 +188,13 @@ class ReferenceSyncOperator(BaseOperator):
             plan_only,
             force_full,
         )
-        results = service.sync_all(conn=self.warehouse_hook, plan_only=plan_only, force_full=force_full, tables=tables)
+        results = service.sync_all(
+            conn=self.warehouse_hook,
+            plan_only=plan_only,
+            force_full=force_full,
+            tables=tables,
+            connection_factory=self.source_for_connection,
+        )
         self.log.info("Reference sync summary:\n%s", format_summary(results))
         self._record_asset_events(context, results)
         failed = [r for r in results if r.error]

@@ -37,31 +37,36 @@ _REQUIRED_ENV_SUFFIXES = ("HOST", "USER", "DATABASE")
 ConnectionFactory = Callable[[str, str | None], Any]
 
 
+_DSN_KINDS = {"legacy_mysql": ("mysql", "mariadb"), "postgres": ("postgresql", "postgres"), "sql": ("sqlite",)}
+
+
 def source_from_dsn(dsn: str, source_type: str | None = None) -> Any:
-    """Build a plain-Python source from a DSN (the scheme picks the kind).
+    """Build a plain-Python source from a DSN (the scheme picks the kind; it must suit ``source_type``).
 
     :param dsn: ``mysql://…``, ``postgresql://…`` / ``postgres://…`` or ``sqlite:///path``.
-    :param source_type: the table's ``source_type``, to say what was expected in the error.
+    :param source_type: the table's ``source_type``; a DSN of another kind is refused.
     """
-    scheme = urlsplit(dsn).scheme.lower()
-    if scheme.startswith("mysql") or scheme.startswith("mariadb"):
+    scheme = urlsplit(dsn).scheme.lower().split("+", 1)[0]
+    kind = next((t for t, schemes in _DSN_KINDS.items() if scheme in schemes), None)
+    if kind is None or (source_type not in (None, kind)):
+        expected = _DSN_KINDS.get(source_type or "", ("mysql", "postgresql", "sqlite"))
+        raise RefdataConfigError(
+            f"a DSN with scheme {scheme + '://' if scheme else '(none)'} cannot feed a "
+            f"{source_type or 'database'} source; expected {' or '.join(e + '://' for e in expected)}"
+            + (" (other databases: an Airflow connection via conn_id)" if source_type == "sql" else ""),
+            value=scheme or None,
+        )
+    if kind == "legacy_mysql":
         from airflow_provider_refdata.services.sources import MySqlSource
 
         return MySqlSource.from_dsn(dsn)
-    if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
+    if kind == "postgres":
         from airflow_provider_refdata.services.source_postgres import PostgresSource
 
         return PostgresSource.from_dsn(dsn)
-    if scheme == "sqlite":
-        from airflow_provider_refdata.services.source_sql import SqlSource
+    from airflow_provider_refdata.services.source_sql import SqlSource
 
-        return SqlSource.from_sqlite_url(dsn)
-    expected = f" for source_type {source_type!r}" if source_type else ""
-    raise RefdataConfigError(
-        f"cannot tell the kind of source{expected} from a DSN with scheme {scheme + '://' if scheme else '(none)'}; "
-        "use mysql://, postgresql:// or sqlite:///",
-        value=scheme or None,
-    )
+    return SqlSource.from_sqlite_url(dsn)
 
 
 def source_from_env(prefix: str, source_type: str, environ: Mapping[str, str] | None = None) -> Any:
