@@ -140,8 +140,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run_sync(args)
     except RefdataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except Exception as exc:  # every failure ends on one line a person can act on, never a traceback
+        import psycopg
+
+        if isinstance(exc, psycopg.OperationalError):
+            where = _warehouse_address(args.warehouse_dsn or os.environ.get("REFDATA_PG_DSN") or "")
+            print(f"error: cannot reach the warehouse {where}: {_one_line(str(exc))}", file=sys.stderr)
+        else:
+            print(f"error: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
+
+
+def _one_line(text: str) -> str:
+    """The first non-empty line of a message (libpq adds hints such as "Is the server running …" below it)."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), text.strip())
+
+
+def _warehouse_address(dsn: str) -> str:
+    """``host:port/database`` of a DSN, never its user or password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except Exception:
+        return "(unparsable DSN)"
+    return f"{parts.get('host') or 'localhost'}:{parts.get('port') or 5432}/{parts.get('dbname') or ''}"
 
 
 if __name__ == "__main__":

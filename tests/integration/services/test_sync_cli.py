@@ -68,3 +68,16 @@ def test_cli_reports_failures_and_usage_errors(pg_server, mysql_server, pg_schem
     assert missing.returncode == 2 and "REFDATA_PG_DSN" in missing.stderr
     unknown = _cli("sync", "--config", str(env.config_path), "--tables", "nope", env_vars={"REFDATA_PG_DSN": pg_server})
     assert unknown.returncode == 2 and "unknown sync table" in unknown.stderr
+
+
+def test_cli_unreachable_warehouse_ends_on_one_line_naming_host_port_database(
+    pg_server, mysql_server, pg_schema, mysql_db, tmp_path
+):
+    env = SyncEnv.create(pg_server, mysql_server, pg_schema, mysql_db, tmp_path)
+    unreachable = "postgresql://refdata:refdata-secret-pw@127.0.0.1:1/warehouse_db?connect_timeout=2"
+    result = _cli("sync", "--config", str(env.config_path), env_vars={"REFDATA_PG_DSN": unreachable})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: cannot reach the warehouse 127.0.0.1:1/warehouse_db: ")
+    assert "Traceback" not in result.stderr and "refdata-secret-pw" not in result.stderr + result.stdout
