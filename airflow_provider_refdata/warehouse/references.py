@@ -12,8 +12,10 @@ whatever its action, before anything is deleted, and either
   ``SyncResult.rows_kept_referenced``; or
 * **fails** the table (``still_referenced: fail``) naming the constraint and the first keys; nothing changes.
 
-The ``DELETE`` itself also excludes every still-referenced row, so no ``ON DELETE`` action can fire on rows
-the guard saw.  Every statement is set-based, one per constraint kind of work, inside the table's transaction.
+The referencing tables are locked in ``SHARE`` mode first (readers pass; writers wait, bounded by
+``lock_timeout``), so no fact row can appear unseen while the guard decides, and the ``DELETE`` itself also
+excludes every still-referenced row: no ``ON DELETE`` action can fire.  Every statement is set-based, inside
+the table's transaction; when the source lacks no row, nothing is locked or checked.
 """
 
 from __future__ import annotations
@@ -102,6 +104,30 @@ def _absent_authoritative(info: TableInfo, stage: str, key: Sequence[str]) -> sq
 
 def _any_reference(constraints: Sequence[ReferencingConstraint]) -> sql.Composable:
     return sql.SQL("({})").format(sql.SQL(" OR ").join(_referenced("t", c) for c in constraints))
+
+
+def absent_rows_exist(conn: psycopg.Connection, info: TableInfo, stage: str, key: Sequence[str]) -> bool:
+    """Whether any authoritative row's key is not staged (a ``delete_insert`` has something to delete)."""
+    query = sql.SQL("SELECT EXISTS (SELECT 1 FROM {t} AS t WHERE {absent})").format(
+        t=table_ref(info.schema, info.table), absent=_absent_authoritative(info, stage, key)
+    )
+    return bool(conn.execute(query).fetchone()[0])
+
+
+def hold_referencing_tables(
+    conn: psycopg.Connection, info: TableInfo, constraints: Sequence[ReferencingConstraint]
+) -> None:
+    """``LOCK … IN SHARE MODE`` the other tables that reference ``info``, to the end of the transaction.
+
+    Without it a fact row inserted by a transaction that commits while the guarded ``DELETE`` runs is invisible
+    to the guard's snapshot, and its ``ON DELETE CASCADE`` would remove it.  SHARE lets readers through and
+    waits for (bounded by ``lock_timeout``) or holds off writers of those tables for the rest of this sync.
+    """
+    others = sorted({(c.schema, c.table) for c in constraints} - {(info.schema, info.table)})
+    if others:
+        conn.execute(
+            sql.SQL("LOCK TABLE {} IN SHARE MODE").format(sql.SQL(", ").join(table_ref(s, t) for s, t in others))
+        )
 
 
 def still_referenced_keys(

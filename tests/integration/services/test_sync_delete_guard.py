@@ -127,3 +127,36 @@ def test_delete_insert_keeps_every_fact_row(
         assert _q(pg, 'SELECT _source, _needs_review FROM {s}.{ref} WHERE "代码" = %s', pg_schema, "PL201") == [
             ("authoritative", False)
         ]
+
+
+def test_a_fact_row_committed_while_the_sync_deletes_is_not_cascaded_away(
+    pg_dsn: str, pg_schema: str, legacy: tuple[str, str]
+) -> None:
+    import threading
+
+    mysql_dsn, database = legacy
+    source = MySqlSource.from_dsn(mysql_dsn)
+    cfg = _table(pg_schema, database, "keep_for_review")
+    with psycopg.connect(pg_dsn, autocommit=True) as pg:
+        _q(pg, 'CREATE TABLE {s}.{ref} ("代码" varchar(16) PRIMARY KEY, "名称" text)', pg_schema)
+        assert ReferenceSyncService(retries=0).sync_table(cfg, source, pg_dsn).rows_inserted == 4
+        _q(
+            pg,
+            'CREATE TABLE {s}.{fact} (id int PRIMARY KEY, "产品线代码" varchar(16) '
+            'REFERENCES {s}.{ref} ("代码") ON DELETE CASCADE)',
+            pg_schema,
+        )
+    conn = mysql_connect(mysql_dsn, database)
+    try:
+        conn.cursor().execute("DELETE FROM product_line WHERE code = 'PL202'")
+    finally:
+        conn.close()
+    # A fact load is under way: its row references PL202 and commits while the sync is running.
+    with psycopg.connect(pg_dsn) as loader:
+        _q(loader, "INSERT INTO {s}.{fact} VALUES (1, 'PL202')", pg_schema)
+        threading.Timer(0.5, loader.commit).start()
+        result = ReferenceSyncService(retries=0, lock_timeout_seconds=5).sync_table(cfg, source, pg_dsn)
+    assert result.error is None and (result.rows_deleted, result.rows_kept_referenced) == (0, 1)
+    with psycopg.connect(pg_dsn) as pg:
+        assert _q(pg, "SELECT * FROM {s}.{fact}", pg_schema) == [(1, "PL202")]
+        assert _q(pg, 'SELECT _source FROM {s}.{ref} WHERE "代码" = %s', pg_schema, "PL202") == [("auto_derived",)]
