@@ -82,7 +82,11 @@ class BackfillTableResult(_Result):
     inserted: int = 0
     skipped: int = 0
     updated: int = Field(0, description="rows whose NULL columns were filled (fill_null_only mode)")
-    rejected: int = Field(0, description="missing keys left out: the key (or a NOT NULL value) is too long")
+    rejected: int = Field(
+        0,
+        description="missing keys left out: the key is too long, or a value for a NOT NULL column is too long "
+        "or not valid for the column's type",
+    )
     template_unparsed: int = Field(
         0,
         description="derived template values stored as NULL: a formatted placeholder's value "

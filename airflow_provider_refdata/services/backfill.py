@@ -8,8 +8,8 @@ Per FK configuration, parents before children (``depends_on``), in one transacti
 4. ``INSERT … SELECT … ON CONFLICT (key) DO NOTHING`` as auto-derived rows flagged for review (and, in
    ``fill_null_only`` mode, fill NULL business columns of existing rows).
 
-**Values that do not fit** (``varchar(n)``/``char(n)`` limits from the catalog, checked set-based before
-anything is written; nothing is ever truncated):
+**Values that do not fit** (``varchar(n)``/``char(n)`` limits and column types from the catalog, checked
+set-based before anything is written; nothing is ever truncated):
 
 - a *key* longer than the key column can never exist in the table: the coverage join counts it as missing
   and sets it apart (``char_length`` on the server); it is left out of the backfill, the other keys are
@@ -20,6 +20,14 @@ anything is written; nothing is ever truncated):
   the facts need; the row is flagged for review like every auto-derived row) and, when the column is
   NOT NULL, its row is left out (counted in ``rejected``); either way the table is reported the same way,
   naming the FK, table, column, limit and an example key and value;
+- a *backfill value of the wrong type* for its column (``"2024-13-45"`` or ``"n/a"`` for a ``date``,
+  ``"abc"`` or ``1.5`` for an ``integer``, ``"99999999999999999999"`` out of its range, ``"maybe"`` for a
+  ``boolean``, bad JSON for a ``jsonb``) is treated the same way: NULL when the column is nullable, its row
+  left out (``rejected``) when it is NOT NULL, and the table reported naming the FK, table, column and type,
+  an example key and value and PostgreSQL's reason.  PostgreSQL decides (its own input functions, so
+  exactly what the insert would accept), set-based: see
+  :func:`~airflow_provider_refdata.warehouse.backfill.invalid_values`.  Values pandas typed (a float
+  column's ``1.5``) arrive as their text and are judged the same way;
 - a *template value* whose formatted placeholder (``{月度:%y%m}``, ``{金额:,.2f}``) meets a value that does not
   parse as a date or number is stored as NULL, counted in ``template_unparsed`` and reported the same way,
   naming the FK, table, column, placeholder and an example key and value.
@@ -64,7 +72,13 @@ from airflow_provider_refdata.config import ForeignKeyConfig, processing_order
 from airflow_provider_refdata.exceptions import RefdataBackfillError
 from airflow_provider_refdata.results import BackfillResult, BackfillTableResult, CoverageMetrics
 from airflow_provider_refdata.services.derivation import FactKeys, UnparsedTemplateValues, derive_rows, extract_keys
-from airflow_provider_refdata.warehouse.backfill import fill_null_columns, insert_missing, stage_candidates
+from airflow_provider_refdata.warehouse.backfill import (
+    InvalidValues,
+    fill_null_columns,
+    insert_missing,
+    invalid_values,
+    stage_candidates,
+)
 from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
 from airflow_provider_refdata.warehouse.coverage import measure_coverage, stage_earlier_keys, stage_keys
@@ -139,6 +153,36 @@ def _fit_values(frame: pd.DataFrame, info: TableInfo, fk: ForeignKeyConfig, note
         notes.append(
             f"foreign key {fk.name!r}: {int(too_long.sum())} value(s) longer than the {target.max_length} "
             f"characters of column {column!r} in {fk.qualified_table} {outcome}, e.g. {example}"
+        )
+    return keep
+
+
+def _reject_invalid(
+    frame: pd.DataFrame, info: TableInfo, fk: ForeignKeyConfig, invalid: Sequence[InvalidValues], notes: list[str]
+) -> np.ndarray:
+    """Apply the wrong-type value policy to the staged candidate rows; returns the mask of the rows to keep.
+
+    Like :func:`_fit_values`: a value that does not convert to its column's type becomes NULL when the column
+    is nullable, else its row is left out; one message per column names the FK, table, column, type, an
+    example key and value, and PostgreSQL's reason for that example.
+    """
+    keep = np.ones(len(frame), dtype=bool)
+    for found in invalid:
+        target = info.columns[found.column]
+        bad = np.zeros(len(frame), dtype=bool)
+        bad[found.positions] = True
+        first = found.positions[0]
+        example = f"key {frame.iat[first, 0]!r}: {_example(frame[found.column].iat[first])}"
+        if target.nullable:
+            frame.loc[bad, found.column] = None
+            outcome = "stored as NULL"
+        else:
+            keep &= ~bad
+            outcome = "left their rows out (the column is NOT NULL)"
+        reason = found.reason if len(found.reason) <= 120 else f"{found.reason[:120]}…"
+        notes.append(
+            f"foreign key {fk.name!r}: {len(found.positions)} value(s) of column {found.column!r} in "
+            f"{fk.qualified_table} not valid for its type {target.data_type} {outcome}, e.g. {example} ({reason})"
         )
     return keep
 
@@ -226,8 +270,8 @@ class GenericBackfillService:
 
         Never raises for a table-level problem: a missing table or column or a failing statement is rolled
         back to the table's transaction/savepoint and reported in both results' ``error``; keys or values
-        too long for their columns are left out (see the module docstring), the rest is written, and the
-        table's ``error`` says what was left out.
+        too long for their columns, and values of the wrong type for theirs, are left out (see the module
+        docstring), the rest is written, and the table's ``error`` says what was left out.
 
         :param pg: a psycopg connection (not inside a failed transaction).
         :param df: the fact frame.
@@ -327,12 +371,21 @@ class GenericBackfillService:
             result.rejected += int(np.isin(selected[~keep], missing).sum())
             frame, selected = frame[keep], selected[keep]
             unparsed = [u.select(keep) for u in unparsed]
+        columns = [c.target for c in fk.backfill_columns]
+        stage_candidates(pg, _ROW_STAGE, frame, info, fk.target_key)
+        # Values of the wrong type for their column: found on the server (one probe when all convert).
+        invalid = invalid_values(pg, _ROW_STAGE, info, columns)
+        if invalid:
+            keep = _reject_invalid(frame, info, fk, invalid, notes)
+            if not keep.all():
+                result.rejected += int(np.isin(selected[~keep], missing).sum())
+                frame, selected = frame[keep], selected[keep]
+                unparsed = [u.select(keep) for u in unparsed]
+            stage_candidates(pg, _ROW_STAGE, frame, info, fk.target_key)  # the stage holds what is written
         # Counted on the rows that are written (a row left out above stores nothing, parsed or not).
         unparsed = [u for u in unparsed if u.mask.any()]
         result.template_unparsed = sum(int(u.mask.sum()) for u in unparsed)
         notes.extend(_unparsed_note(fk, frame, u) for u in unparsed)
-        columns = [c.target for c in fk.backfill_columns]
-        stage_candidates(pg, _ROW_STAGE, frame, info, fk.target_key)
         if fill:
             result.updated = fill_null_columns(pg, _ROW_STAGE, info, fk.target_key, columns, plan_only=not writes)
         if writes:
