@@ -26,9 +26,64 @@ try:  # libyaml is several times faster; the pure-Python loader behaves the same
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _YamlLoader = yaml.SafeLoader
 
+#: Nodes that alias expansion may produce in one configuration file: ``*defaults`` shared by many tables
+#: stays far below it, a "billion laughs" file (nested aliases expanding to 10⁹ nodes) is refused at once.
+MAX_ALIAS_NODES = 100_000
+
 # --------------------------------------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------------------------------------
+
+
+def _check_alias_expansion(text: str, file: str, limit: int = MAX_ALIAS_NODES) -> None:
+    """Refuse a file whose aliases expand to more than ``limit`` nodes, before anything is composed.
+
+    One pass over the parser's events (constant memory): every node counts 1 and an alias counts the nodes
+    of what it names, the expansions of aliases inside that included; the alias that crosses ``limit`` is
+    named with its line.  An alias inside the node it names (a recursive structure) is refused too.
+    Otherwise the walk over the composed nodes, the constructor and the validation would each visit the
+    expanded document (60 s and 3 GB for a small bomb, before this check).
+    """
+    parser = _YamlLoader(text)
+    sizes: dict[str, int] = {}  # anchor → nodes its node expands to
+    open_nodes: list[tuple[str | None, int]] = []  # (anchor, node count at its start) of the open collections
+    nodes = produced = 0
+    starts, ends = (yaml.MappingStartEvent, yaml.SequenceStartEvent), (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+    try:
+        while not isinstance(event := parser.get_event(), yaml.StreamEndEvent):
+            if isinstance(event, yaml.ScalarEvent):
+                nodes += 1
+                if event.anchor is not None:
+                    sizes[event.anchor] = 1
+            elif isinstance(event, starts):
+                nodes += 1
+                open_nodes.append((event.anchor, nodes))
+            elif isinstance(event, ends):
+                anchor, start = open_nodes.pop()
+                if anchor is not None:
+                    sizes[anchor] = nodes - start + 1
+            elif isinstance(event, yaml.AliasEvent):
+                name, line = event.anchor, event.start_mark.line + 1
+                if any(anchor == name for anchor, _ in open_nodes):
+                    raise RefdataConfigError(
+                        f"recursive alias *{name}: the value of &{name} contains itself",
+                        file=file,
+                        value=f"*{name}",
+                        line=line,
+                    )
+                size = sizes.get(name, 0)  # an undefined alias is reported by the composer
+                nodes += size
+                produced += size
+                if produced > limit:
+                    raise RefdataConfigError(
+                        f"alias *{name} expands to {size} nodes, and the file's aliases to more than {limit} in all "
+                        "(an alias bomb?); write the values out or share fewer/smaller anchors",
+                        file=file,
+                        value=f"*{name}",
+                        line=line,
+                    )
+    finally:
+        parser.dispose()
 
 
 def _index_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int], file: str, active: set[int]) -> None:
@@ -104,6 +159,8 @@ def _read_yaml(path: str | os.PathLike[str]) -> tuple[Any, dict[tuple, int], str
     loader = _YamlLoader(text)
     lines: dict[tuple, int] = {}
     try:
+        if "&" in text:  # without an anchor there is no alias
+            _check_alias_expansion(text, file)
         node = loader.get_single_node()
         if node is None:
             raise RefdataConfigError("file is empty; expected a mapping of keys", file=file, value="")

@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow.providers.mysql.hooks.mysql import MySqlHook
 
-from airflow_provider_refdata.services.sources import DEFAULT_TIMEOUT_SECONDS, MySqlSource, SourceRead
+from airflow_provider_refdata.services.sources import DEFAULT_TIMEOUT_SECONDS, MySqlSource, SourceColumn, SourceRead
 
 
 class LegacyMySqlHook(MySqlHook):
@@ -79,3 +79,10 @@ class LegacyMySqlHook(MySqlHook):
         """
         with self.source.stream(table_config, since, batch_size) as read:
             yield read
+
+    def describe_columns(self, table_config: Any) -> list[SourceColumn]:
+        """The configured columns as PostgreSQL columns (``create_table: true``; see ``MySqlSource``).
+
+        :param table_config: a ``legacy_mysql`` ``SyncTableConfig``.
+        """
+        return self.source.describe_columns(table_config)

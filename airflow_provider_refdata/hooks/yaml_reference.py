@@ -3,8 +3,11 @@
 Relative ``file_path`` values resolve against ``base_path``: the argument, else the ``base_path`` extra of
 the ``refdata_yaml`` connection when one is defined, else the path stays as configured (the configuration
 loader already makes paths absolute relative to ``reference_sync.yml``).  Reading and checking the file is
-done by :class:`~airflow_provider_refdata.services.sources.YamlFileSource`: a missing file, bad YAML, a
-``schema_version`` mismatch, a row without its key or with an unknown column skip the table with a reason.
+done by :class:`~airflow_provider_refdata.services.source_yaml.YamlFileSource`, which streams it and reads
+values as the text written (no YAML 1.1 typing; see docs/configuration.md, "Reference data files: how values
+are read"): a missing file, bad YAML, a ``schema_version`` mismatch, a duplicate key, an alias bomb, a row
+without its key or with an unknown column, or a list/mapping value its column cannot hold skip the table with
+a reason naming the file and line.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from typing import Any
 
 from airflow.sdk.bases.hook import BaseHook
 
-from airflow_provider_refdata.services.sources import SourceRead, YamlFileSource
+from airflow_provider_refdata.services.source_yaml import YamlFileSource
+from airflow_provider_refdata.services.sources import SourceRead
 
 
 class YamlReferenceHook(BaseHook):
@@ -58,7 +62,7 @@ class YamlReferenceHook(BaseHook):
 
     @contextmanager
     def stream(self, table_config: Any, since: datetime | None, batch_size: int) -> Iterator[SourceRead]:
-        """Read the configured file (always in full).
+        """Stream the configured file (always in full, one batch in memory at a time).
 
         :param table_config: a ``config_file`` ``SyncTableConfig``.
         :param since: ignored.

@@ -4,11 +4,14 @@ A sync table's source is found, in this order:
 
 1. ``source_config.connection_env_prefix: P`` (the existing configuration format): a MySQL or PostgreSQL
    source built from ``P_HOST``, ``P_PORT``, ``P_USER``, ``P_PASSWORD`` and ``P_DATABASE``;
-2. ``source_config.conn_id`` as a key of the ``sources`` mapping;
+2. ``source_config.conn_id`` (else the type's default connection id, e.g. ``refdata_legacy_postgres``) as a
+   key of the ``sources`` mapping;
 3. the table's ``source_type`` as a key of ``sources`` (today's form: one source per type);
 4. ``config_file`` tables: a :class:`~.source_yaml.YamlFileSource` reading the configured path;
-5. the ``connection_factory`` with ``(source_type, conn_id or the type's default connection id)``; the
-   Airflow layer passes one that builds hooks from Airflow connections.
+5. the ``connection_factory`` with ``(source_type, conn_id or the type's default connection id)``; by
+   default, where Airflow is installed, Airflow connections (``hooks.connections.source_for_connection``,
+   imported only then: this is the one place the services reach into the Airflow layer, so that a
+   configuration alone is enough to sync inside Airflow).
 
 A value of ``sources`` is either a source object (anything with the ``stream`` method) or a DSN string:
 ``mysql://``, ``postgresql://`` / ``postgres://``, or ``sqlite:///path`` for the generic SQL source.  Sources
@@ -115,6 +118,21 @@ def source_from_env(prefix: str, source_type: str, environ: Mapping[str, str] | 
     )
 
 
+def _airflow_connections() -> ConnectionFactory | None:
+    """``hooks.connections.source_for_connection`` when Airflow is installed, else ``None`` (imported lazily)."""
+    import importlib.util
+
+    if importlib.util.find_spec("airflow") is None:
+        return None
+
+    def factory(source_type: str, conn_id: str | None) -> Any:
+        from airflow_provider_refdata.hooks.connections import source_for_connection
+
+        return source_for_connection(source_type, conn_id)
+
+    return factory
+
+
 class SourceResolver:
     """Finds (and builds once) the source of each sync table; see the module docstring for the order.
 
@@ -122,6 +140,8 @@ class SourceResolver:
     :param connection_factory: builds a source from ``(source_type, conn_id)`` when nothing else names one
         (the operator passes one backed by Airflow connections); ``None`` = no fallback.
     :param environ: the environment for ``connection_env_prefix`` (default ``os.environ``).
+    :param use_airflow: without a ``connection_factory``, fall back to Airflow connections when Airflow is
+        installed (default); ``False``: only what is given.
     """
 
     def __init__(
@@ -130,9 +150,12 @@ class SourceResolver:
         *,
         connection_factory: ConnectionFactory | None = None,
         environ: Mapping[str, str] | None = None,
+        use_airflow: bool = True,
     ) -> None:
         self._given = dict(sources or {})
         self._factory = connection_factory
+        if connection_factory is None and use_airflow:
+            self._factory = _airflow_connections()
         self._environ = environ
         self._built: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()  # tables may resolve from several threads (concurrency > 1)
@@ -151,7 +174,8 @@ class SourceResolver:
                 return self._memo(
                     ("env", f"{source_type}:{prefix}"), lambda: source_from_env(prefix, source_type, self._environ)
                 )
-            for key in (conn_id, source_type):
+            # The table's connection (its conn_id, else its type's default connection id), then its type.
+            for key in (conn_id or DEFAULT_CONN_IDS.get(source_type), source_type):
                 if key and key in self._given:
                     value = self._given[key]
                     if isinstance(value, str):

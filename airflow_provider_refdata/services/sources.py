@@ -7,7 +7,8 @@ order) and an iterator of batches.  A batch is either
   ``\\n``), passed through to COPY untouched; :class:`MySqlSource` asks MySQL to render them, so one million
   rows never become Python objects; or
 * ``list[tuple]`` — rows of Python values (``None`` is NULL) that COPY's ``write_row`` encodes
-  (:class:`YamlFileSource`, small files).
+  (:class:`~.source_yaml.YamlFileSource`, which streams its file and yields every value as text, exactly as
+  written, for COPY to read into the target column's type; re-exported here).
 
 Both readers clean values alike: strings are trimmed (keys of both and YAML values of leading/trailing
 Unicode white space, as ``str.strip``: also tab, newline, NBSP and the ideographic space U+3000; non-key MySQL
@@ -18,7 +19,8 @@ MySQL reader renders it as NULL, which the service reports as a table failure na
 column; the YAML reader skips the table naming the row.
 
 MySQL values arrive exactly: numbers as MySQL's own text (DECIMAL and BIGINT never pass through a float;
-``BIT`` as its number, so ``BIT(1)``/``TINYINT(1)`` fill ``boolean`` columns), ``DATETIME``/``DATE`` as their
+``FLOAT`` as the exact value of its float32, ``BIT`` as its number, so ``BIT(1)``/``TINYINT(1)`` fill ``boolean``
+columns, spatial types as WKT text, or WKB for a ``bytea`` target), ``DATETIME``/``DATE`` as their
 naive text with fractional seconds, ``TIMESTAMP`` as UTC text with ``+00`` (the session time zone is
 ``+00:00`` whatever the server's global ``time_zone``, so a ``timestamptz`` target stores the right instant and
 a naive ``timestamp`` target the UTC wall time), binary types as ``bytea`` hex input (``\\x…`` in COPY text,
@@ -34,11 +36,10 @@ from an Airflow connection.  Nothing here imports Airflow.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
@@ -71,12 +72,21 @@ class SourceRead:
     :param description: safe description of where the rows come from (no credentials).
     :param max_updated_at: for incremental tables, the largest ``updated_at`` among the rows yielded so far
         (complete once ``batches`` is exhausted); ``None`` when unknown or no rows.
+    :param formats: columns the stage converts for some target types (see ``warehouse.conversions``).
+    :param target_types: the target's column types (``format_type`` text, ``jsonb``, ``text[]``) by column
+        name, set by the consumer *before* it iterates ``batches``, so a reader whose values have no types of
+        their own can encode them the target's way (:class:`~.source_yaml.YamlFileSource`: a list or mapping
+        becomes JSON for ``json``/``jsonb`` and an array literal for array columns); ``None`` = not told.
     """
 
     columns: list[str]
     batches: Iterator[Batch]
     description: str
     max_updated_at: datetime | None = None
+    target_types: dict[str, str] | None = None
+    #: Columns rendered in a source-specific way that the stage converts for some target types (target column
+    #: → ``warehouse.conversions`` format, e.g. ``mysql_bit``: the number; ``mysql_set``: ``a,b``).
+    formats: dict[str, str] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -131,8 +141,47 @@ def clean_value(value: Any) -> Any:
 # MySQL
 # ----------------------------------------------------------------------------------------------------------
 
-# MySQL error codes that another attempt will not fix (bad credentials, unknown database/table/column, syntax).
-_PERMANENT_MYSQL_ERRORS = frozenset({1044, 1045, 1046, 1049, 1054, 1064, 1142, 1143, 1146, 1227})
+# MySQL/MariaDB error codes another attempt may fix: the connection (refused, lost, server gone or shutting
+# down, too many connections, network read/write errors and timeouts), lock waits and deadlocks, a statement
+# timeout or interruption.  Every other code — credentials, unknown objects, syntax, and every data or type
+# error (1366 incorrect value, 1292 truncated, 4079 illegal data type, 3140 invalid JSON …) — is permanent:
+# the table fails at once, never retried.
+_TRANSIENT_MYSQL_ERRORS = frozenset(
+    {
+        1040,  # too many connections
+        1041,  # out of memory
+        1043,  # bad handshake
+        1053,  # server shutdown in progress
+        1080,  # forcing close of thread (shutdown)
+        1152,  # aborted connection
+        1158,  # net read error
+        1159,  # net read timeout
+        1160,  # net write error
+        1161,  # net write timeout
+        1184,  # aborted new connection
+        1203,  # max_user_connections reached
+        1205,  # lock wait timeout
+        1213,  # deadlock
+        1317,  # query execution interrupted
+        1412,  # table definition changed (concurrent DDL)
+        1615,  # prepared statement needs re-preparing
+        1927,  # MariaDB: connection killed
+        1969,  # MariaDB: max_statement_time exceeded
+        2001,  # client: cannot create UNIX socket
+        2002,  # client: cannot connect through the socket
+        2003,  # client: cannot connect to the server
+        2004,  # client: cannot create TCP/IP socket
+        2005,  # client: unknown server host (DNS)
+        2006,  # client: server has gone away
+        2011,  # client: TCP/IP connection error
+        2012,  # client: error in server handshake
+        2013,  # client: lost connection during query
+        2027,  # client: malformed packet
+        2055,  # client: lost connection (system error)
+        3024,  # MySQL: max_execution_time exceeded
+        3169,  # MySQL: session killed
+    }
+)
 
 _CHAR_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"})
 _DATE_TYPES = frozenset({"date", "datetime", "timestamp"})
@@ -143,6 +192,43 @@ _BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblo
 _WS_FIRST_BYTES = "9, 10, 11, 12, 13, 32, 194, 227"
 _WS_LAST_BYTES = "9, 10, 11, 12, 13, 32, 128, 160"
 _WS_EDGES_REGEXP = r"^\s+|\s+$"
+# Character sets whose bytes are UTF-8: the gate reads a key column of any other (latin1, gbk, ucs2 …) through
+# CONVERT(… USING utf8mb4), so the same key is trimmed the same way whatever its column's character set.
+_UTF8_CHARSETS = frozenset({"utf8mb4", "utf8mb3", "utf8"})
+# Types rendered with CAST(v AS CHAR): MySQL's own exact text.
+_CAST_TYPES = frozenset(
+    {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "decimal", "numeric", "double", "real"}
+    | {"year", "time", "uuid", "inet4", "inet6"}
+)
+# Spatial columns: WKT text (ST_AsText) for a text target or when the target's types are not known, WKB
+# (ST_AsBinary, as bytea hex) for a bytea target; any other target type is refused naming the column.
+_SPATIAL_TYPES = frozenset(
+    {"geometry", "point", "linestring", "polygon", "multipoint", "multilinestring", "multipolygon"}
+    | {"geometrycollection", "geomcollection"}
+)
+_TEXT_TARGET_PREFIXES = ("text", "character", "varchar", "citext")
+
+
+def _is_text_target(target_type: str) -> bool:
+    """A PostgreSQL text type (``text``, ``character varying(n)``, ``character(n)``, ``citext``; not arrays)."""
+    return target_type.startswith(_TEXT_TARGET_PREFIXES) and not target_type.endswith("]")
+
+
+def _mysql_error_class(exc: Exception, code: int | None) -> type[RefdataSourceError]:
+    """:class:`SourceUnavailableError` (retried) for the transient codes, else :class:`RefdataSourceError`.
+
+    An error without a code (the driver's own ``InterfaceError``/``OperationalError`` on a dead connection) is
+    transient too; every other coded error is permanent.
+    """
+    if code in _TRANSIENT_MYSQL_ERRORS:
+        return SourceUnavailableError
+    if not code and type(exc).__name__ in ("OperationalError", "InterfaceError"):
+        return SourceUnavailableError
+    return RefdataSourceError
+
+
+# How MySQL types whose rendering suits only some targets are rendered (warehouse.conversions converts them).
+_MYSQL_FORMATS = {"bit": "mysql_bit", "set": "mysql_set"}
 
 
 def _mysql_ident(name: str) -> str:
@@ -206,8 +292,7 @@ class MySqlSource:
         if self.password:
             cause = cause.replace(self.password, "***")
         message = f"legacy MySQL {self.describe(database)}, table {table}: {type(exc).__name__} ({code}) {cause}"
-        error_cls = SourceUnavailableError if code not in _PERMANENT_MYSQL_ERRORS else RefdataSourceError
-        return error_cls(message, source=self.describe(database), table=table)
+        return _mysql_error_class(exc, code)(message, source=self.describe(database), table=table)
 
     def connect(self, database: str | None = None) -> Any:
         """A new MySQLdb connection (bytes results, UTC session, autocommit off); raises MySQLdb errors."""
@@ -233,23 +318,35 @@ class MySqlSource:
         conn.cursor().execute("SET time_zone = '+00:00'")
         return conn
 
-    def _column_types(self, cur: Any, database: str | None, table: str) -> dict[str, str]:
+    def _column_types(self, cur: Any, database: str | None, table: str) -> tuple[dict[str, str], dict[str, str]]:
+        """``DATA_TYPE`` (lower case) and ``CHARACTER_SET_NAME`` (string columns only) by column name."""
         if database:
             cur.execute(
-                "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS"
+                "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME FROM information_schema.COLUMNS"
                 " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
                 (database, table),
             )
         else:
             cur.execute(
-                "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS"
+                "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME FROM information_schema.COLUMNS"
                 " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
                 (table,),
             )
-        return {_text(name): _text(dtype).lower() for name, dtype in cur.fetchall()}
+        rows = cur.fetchall()
+        types = {_text(name): _text(dtype).lower() for name, dtype, _ in rows}
+        charsets = {_text(name): _text(charset).lower() for name, _, charset in rows if charset is not None}
+        return types, charsets
 
     @staticmethod
-    def _copy_expression(column: str, data_type: str, params: list[Any], *, key: bool = False) -> str:
+    def _copy_expression(
+        column: str,
+        data_type: str,
+        params: list[Any],
+        *,
+        key: bool = False,
+        charset: str | None = None,
+        target_type: str | None = None,
+    ) -> str:
         """SQL rendering one column as COPY text (NULL → ``\\N``); appends its bound values to ``params``.
 
         :param column: the MySQL column.
@@ -257,6 +354,8 @@ class MySqlSource:
         :param params: the query's bound values so far (this expression's are appended in text order).
         :param key: a key column: a blank string (after trimming) is rendered as NULL, so the warehouse can
             reject it (the service then fails the table naming it).
+        :param charset: the column's ``CHARACTER_SET_NAME`` (string columns; ``None`` = unknown: converted).
+        :param target_type: the target column's type when known (spatial columns: ``bytea`` → WKB, else WKT).
         """
         q = _mysql_ident(column)
         if data_type in _CHAR_TYPES:
@@ -268,8 +367,12 @@ class MySqlSource:
             # spaces (TRIM): measured, the full treatment on every string column slowed the 1M-row initial
             # load by 17 %.
             if key:
+                # The gate reads UTF-8 bytes: a column in another character set (latin1's NBSP is the single
+                # byte 0xA0, gbk's U+3000 is 0xA1A1) is converted first; utf8 columns skip the conversion
+                # (it costs ~0.05 s per 1M rows).  The regular expression handles every character set.
+                gate = q if charset in _UTF8_CHARSETS else f"CONVERT({q} USING utf8mb4)"
                 value = (
-                    f"IF(ASCII({q}) IN ({_WS_FIRST_BYTES}) OR ASCII(RIGHT(CAST({q} AS BINARY), 1)) IN "
+                    f"IF(ASCII({gate}) IN ({_WS_FIRST_BYTES}) OR ASCII(RIGHT(CAST({gate} AS BINARY), 1)) IN "
                     f"({_WS_LAST_BYTES}), REGEXP_REPLACE({q}, %s, %s), {q})"
                 )
                 value = f"NULLIF({value}, %s)"
@@ -292,18 +395,42 @@ class MySqlSource:
         elif data_type == "bit":
             # CAST(bit AS CHAR) would be the raw byte; the number renders as text (BIT(1) → 0/1 → boolean).
             value = f"CAST({q} + 0 AS CHAR)"
+        elif data_type == "float":
+            # CAST(float AS CHAR) prints 6 significant digits (16777216 → 16777200).  As a DOUBLE (exact: every
+            # float32 is a double) MySQL prints the shortest text that reads back as that double, which a
+            # real target reads back as the very float32 and a double precision target as its exact value
+            # (30.123456 stored as float32 is 30.123455047607422).  "+ 0e0" rather than CAST(… AS DOUBLE),
+            # which MySQL only has since 8.0.17.
+            value = f"CAST({q} + 0e0 AS CHAR)"
+        elif data_type in _SPATIAL_TYPES:
+            if target_type == "bytea":
+                value = f"CONCAT(%s, HEX(ST_AsBinary({q})))"
+                params.append("\\\\x")
+            else:
+                value = f"ST_AsText({q})"
         else:
             value = f"CAST({q} AS CHAR)"
         params.append("\\N")
         return f"IFNULL({value}, %s)"
 
     def build_query(
-        self, table_config: SyncTableConfig, types: dict[str, str], since: datetime | None
+        self,
+        table_config: SyncTableConfig,
+        types: dict[str, str],
+        since: datetime | None,
+        *,
+        charsets: dict[str, str] | None = None,
+        target_types: dict[str, str] | None = None,
     ) -> tuple[str, list[Any], list[str]]:
         """The SELECT, its parameters, and the target columns.
 
         The first result column is the row rendered as one COPY line; incremental tables get a second one,
         ``updated_at`` as ISO text (zero dates NULL), from which the stream keeps the maximum.
+
+        :param charsets: ``CHARACTER_SET_NAME`` by MySQL column (``None``: every string key is converted).
+        :param target_types: the target's column types by target column, when known (spatial columns).
+        :raises RefdataSourceError: a configured column is missing, or its type cannot be carried (an unknown
+            type, or a spatial column whose target is neither text nor ``bytea``), naming the column.
         """
         source = table_config.source_config
         missing = [m.source for m in source.columns if m.source not in types]
@@ -317,9 +444,22 @@ class MySqlSource:
                 source=self.describe(source.database),
                 table=source.table,
             )
+        self._refuse_uncarried(table_config, types, target_types)
         params: list[Any] = ["\t"]
         keys = set(table_config.primary_key)
-        parts = [self._copy_expression(m.source, types[m.source], params, key=m.target in keys) for m in source.columns]
+        charsets = charsets or {}
+        target_types = target_types or {}
+        parts = [
+            self._copy_expression(
+                m.source,
+                types[m.source],
+                params,
+                key=m.target in keys,
+                charset=charsets.get(m.source),
+                target_type=target_types.get(m.target),
+            )
+            for m in source.columns
+        ]
         select = f"CONCAT_WS(%s, {', '.join(parts)})"
         if incremental is not None:
             q = _mysql_ident(incremental.updated_at_column)
@@ -332,6 +472,123 @@ class MySqlSource:
             query += f" WHERE {_mysql_ident(incremental.updated_at_column)} >= %s"
             params.append(since)
         return query, params, [m.target for m in source.columns]
+
+    def _refuse_uncarried(
+        self, table_config: SyncTableConfig, types: dict[str, str], target_types: dict[str, str] | None
+    ) -> None:
+        """Refuse, before anything is read, a configured column whose type the sync cannot carry."""
+        source = table_config.source_config
+        for m in source.columns:
+            data_type = types[m.source]
+            target_type = (target_types or {}).get(m.target)
+            if data_type in _SPATIAL_TYPES:
+                if target_type is None or target_type == "bytea" or _is_text_target(target_type):
+                    continue
+                why = (
+                    f"is MySQL {data_type}, which arrives as WKT text (a text/varchar target) or as WKB "
+                    f"(a bytea target), not as {target_type}"
+                )
+            elif data_type in _CHAR_TYPES | _DATE_TYPES | _BINARY_TYPES | _CAST_TYPES | {"bit", "float"}:
+                continue
+            else:
+                why = f"has MySQL type {data_type!r}, which the sync cannot carry; leave the column out"
+            raise RefdataSourceError(
+                f"legacy MySQL {self.describe(source.database)}: table {source.table}, column {m.source!r} "
+                f"(target {table_config.qualified_table}.{m.target}) {why}; nothing was read",
+                source=self.describe(source.database),
+                table=source.table,
+            )
+
+    def describe_columns(self, table_config: SyncTableConfig) -> list[SourceColumn]:
+        """The configured columns as PostgreSQL columns (``create_table: true``), in configuration order.
+
+        Types come from ``information_schema.COLUMNS`` and are mapped by
+        :func:`~airflow_provider_refdata.services.type_mapping.mysql_to_postgres`; a MariaDB ``JSON`` column
+        (``longtext`` with the ``json_valid`` check MariaDB adds) is described as ``json``.
+
+        :param table_config: a ``legacy_mysql`` table entry.
+        :raises RefdataSourceError: a configured column is missing, or its type cannot be mapped (naming the
+            source and target column and the type); :class:`SourceUnavailableError` when MySQL cannot be reached.
+        """
+        import MySQLdb
+
+        from airflow_provider_refdata.services.type_mapping import MySqlType, UnmappableTypeError, mysql_to_postgres
+
+        source = table_config.source_config
+        database = source.database
+        try:
+            conn = self.connect(database)
+        except (MySQLdb.OperationalError, MySQLdb.InterfaceError) as exc:
+            raise self._error(exc, database, source.table) from None
+        try:
+            cur = conn.cursor()
+            cur.execute(
+                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION,"
+                " NUMERIC_SCALE, DATETIME_PRECISION, IS_NULLABLE FROM information_schema.COLUMNS"
+                " WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+                (database, source.table),
+            )
+            described = {
+                _text(row[0]): (
+                    MySqlType(
+                        data_type=_text(row[1]).lower(),
+                        column_type=_text(row[2]).lower(),
+                        character_maximum_length=row[3],
+                        numeric_precision=row[4],
+                        numeric_scale=row[5],
+                        datetime_precision=row[6],
+                    ),
+                    _text(row[7]).upper() == "YES",
+                )
+                for row in cur.fetchall()
+            }
+            json_columns: set[str] = set()
+            if any(t.data_type == "longtext" for t, _ in described.values()):
+                try:  # MariaDB only (MySQL's CHECK_CONSTRAINTS has no TABLE_NAME; its JSON is its own type)
+                    cur.execute(
+                        "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
+                        " WHERE CONSTRAINT_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+                        (database, source.table),
+                    )
+                    json_columns = {_text(clause) for (clause,) in cur.fetchall()}
+                except MySQLdb.Error:
+                    json_columns = set()
+            conn.commit()
+        except MySQLdb.Error as exc:
+            raise self._error(exc, database, source.table) from None
+        finally:
+            try:
+                conn.close()
+            except MySQLdb.Error:
+                pass
+        where = f"legacy MySQL {self.describe(database)}"
+        missing = [m.source for m in source.columns if m.source not in described]
+        if missing:
+            raise RefdataSourceError(
+                f"{where}: table {source.table} has no column(s) {', '.join(missing)}"
+                + ("" if described else " (or the table does not exist)"),
+                source=self.describe(database),
+                table=source.table,
+            )
+        columns: list[SourceColumn] = []
+        for mapping in source.columns:
+            mysql_type, nullable = described[mapping.source]
+            if mysql_type.data_type == "longtext" and f"json_valid({_mysql_ident(mapping.source)})" in json_columns:
+                mysql_type = MySqlType(data_type="json", column_type="json")
+            try:
+                pg_type = mysql_to_postgres(mysql_type)
+            except UnmappableTypeError as exc:
+                raise RefdataSourceError(
+                    f"{where}: table {source.table}, column {mapping.source!r} (target {mapping.target!r}) has type "
+                    f"{exc}; create_table cannot create a column for it: create {table_config.qualified_table} "
+                    "yourself or leave the column out",
+                    source=self.describe(database),
+                    table=source.table,
+                ) from None
+            columns.append(
+                SourceColumn(name=mapping.target, pg_type=pg_type, nullable=nullable, source_type=mysql_type.text)
+            )
+        return columns
 
     @contextmanager
     def stream(self, table_config: SyncTableConfig, since: datetime | None, batch_size: int) -> Iterator[SourceRead]:
@@ -352,18 +609,38 @@ class MySqlSource:
             raise self._error(exc, database, source.table) from None
         try:
             try:
-                types = self._column_types(conn.cursor(), database, source.table)
-                query, params, columns = self.build_query(table_config, types, since)
-                cur = conn.cursor(MySQLdb.cursors.SSCursor)
-                cur.execute(query, params)
+                types, charsets = self._column_types(conn.cursor(), database, source.table)
+                query, params, columns = self.build_query(table_config, types, since, charsets=charsets)
+                # A spatial column is rendered for its target's type (WKB for bytea, else WKT), which the
+                # consumer sets on the read before it iterates: such a read starts with the first batch.
+                cur = None
+                if not any(types[m.source] in _SPATIAL_TYPES for m in source.columns):
+                    cur = conn.cursor(MySQLdb.cursors.SSCursor)
+                    cur.execute(query, params)
             except MySQLdb.Error as exc:
                 raise self._error(exc, database, source.table) from None
             read = SourceRead(
                 columns=columns,
                 batches=iter(()),
                 description=f"legacy MySQL {self.describe(database)} table {source.table}",
+                formats={
+                    m.target: _MYSQL_FORMATS[types[m.source]]
+                    for m in source.columns
+                    if types[m.source] in _MYSQL_FORMATS
+                },
             )
-            read.batches = self._batches(conn, cur, read, max(batch_size, self.fetch_size), database, source.table)
+
+            def start() -> Any:
+                query, params, _ = self.build_query(
+                    table_config, types, since, charsets=charsets, target_types=read.target_types
+                )
+                started = conn.cursor(MySQLdb.cursors.SSCursor)
+                started.execute(query, params)
+                return started
+
+            read.batches = self._batches(
+                conn, start if cur is None else cur, read, max(batch_size, self.fetch_size), database, source.table
+            )
             yield read
         finally:
             try:
@@ -378,6 +655,8 @@ class MySqlSource:
 
         latest: bytes | None = None
         try:
+            if callable(cur):  # a deferred read (see stream)
+                cur = cur()
             while True:
                 rows = cur.fetchmany(size)
                 if not rows:
@@ -401,87 +680,16 @@ def _text(value: Any) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# YAML
+# YAML: YamlFileSource lives in source_yaml (one concern per module); re-exported here for existing imports.
 # ----------------------------------------------------------------------------------------------------------
 
-
-@dataclass
-class YamlFileSource:
-    """Reads versioned reference YAML files (``schema_version``, ``description``, ``data: [ {...}, ... ]``).
-
-    :param base_path: folder that relative ``file_path`` values resolve against (the configuration loader
-        already makes them absolute; this matters for hand-built configurations).
-    """
-
-    base_path: Path | str | None = None
-
-    def resolve(self, file_path: Path | str) -> Path:
-        path = Path(file_path)
-        if not path.is_absolute() and self.base_path is not None:
-            path = Path(self.base_path) / path
-        return path
-
-    def load(self, table_config: SyncTableConfig) -> tuple[list[str], list[tuple]]:
-        """Read and check the file; ``(columns, rows)`` or :class:`SourceSkipped` with the reason."""
-        import yaml
-
-        source = table_config.source_config
-        path = self.resolve(source.file_path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise SourceSkipped(f"reference file not found: {path}", source=str(path)) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SourceSkipped(f"reference file {path} cannot be read: {exc}", source=str(path)) from None
-        try:
-            document = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise SourceSkipped(f"reference file {path} is not valid YAML: {exc}", source=str(path)) from None
-        if not isinstance(document, dict):
-            raise SourceSkipped(f"reference file {path}: the top level must be a mapping", source=str(path))
-        version = document.get("schema_version")
-        if str(version) != str(source.schema_version) or version is None:
-            raise SourceSkipped(
-                f"reference file {path} declares schema_version {version!r}, the configuration expects "
-                f"{source.schema_version!r}",
-                source=str(path),
-            )
-        data = document.get("data")
-        if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
-            raise SourceSkipped(f"reference file {path}: 'data' must be a list of mappings", source=str(path))
-        known = list(source.columns) if source.columns is not None else None
-        columns: list[str] = list(known) if known is not None else []
-        for i, row in enumerate(data):
-            for key in table_config.primary_key:
-                if clean_value(row.get(key)) in (None, ""):
-                    raise SourceSkipped(
-                        f"reference file {path}: data[{i}] has no value for primary key column {key!r}",
-                        source=str(path),
-                    )
-            for key in row:
-                if known is not None and key not in known:
-                    raise SourceSkipped(
-                        f"reference file {path}: data[{i}] has unknown column {key!r} (known: {', '.join(known)})",
-                        source=str(path),
-                    )
-                if key not in columns:
-                    columns.append(str(key))
-        rows = [tuple(clean_value(row.get(c)) for c in columns) for row in data]
-        return columns, rows
-
-    @contextmanager
-    def stream(self, table_config: SyncTableConfig, since: datetime | None, batch_size: int) -> Iterator[SourceRead]:
-        """Read the whole file (always a full read; ``since`` is ignored) in ``batch_size`` row batches.
-
-        :param table_config: a ``config_file`` table entry.
-        :param since: ignored (files carry no change times).
-        :param batch_size: rows per batch.
-        """
-        columns, rows = self.load(table_config)
-        path = self.resolve(table_config.source_config.file_path)
-        yield SourceRead(columns=columns, batches=_chunks(rows, batch_size), description=f"reference file {path}")
+# Lazily (PEP 562), so that importing either module first works: source_yaml imports this module.
+_MOVED = {"YamlFileSource": "airflow_provider_refdata.services.source_yaml"}
 
 
-def _chunks(rows: Sequence[tuple], size: int) -> Iterator[list[tuple]]:
-    for start in range(0, len(rows), max(size, 1)):
-        yield list(rows[start : start + size])
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(_MOVED[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,6 +48,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from airflow_provider_refdata.config.foreign_keys import processing_order
 from airflow_provider_refdata.exceptions import RefdataConfigError, RefdataError, RefdataSyncError
 from airflow_provider_refdata.results import SyncResult
+from airflow_provider_refdata.services.copy_diagnosis import describe_copy_error
 from airflow_provider_refdata.services.source_resolver import ConnectionFactory, SourceResolver
 from airflow_provider_refdata.services.sources import (
     ReferenceSource,
@@ -56,7 +57,7 @@ from airflow_provider_refdata.services.sources import (
     SourceUnavailableError,
 )
 from airflow_provider_refdata.textable import text_table
-from airflow_provider_refdata.warehouse import merge, references
+from airflow_provider_refdata.warehouse import conversions, merge, references
 from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection, warehouse_connector
 from airflow_provider_refdata.warehouse.sqlbits import ident_list, table_ref
@@ -86,6 +87,10 @@ class _Skip(Exception):  # internal control flow
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)
+
+
+class _NeedsStage(Exception):  # internal control flow: some column is converted in the stage first
+    pass
 
 
 class ReferenceSyncService:
@@ -449,6 +454,8 @@ class ReferenceSyncService:
                 except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
                     logger.info("COPY into empty %s rejected (%s); staging to diagnose", name, exc.diag.message_primary)
                     result.rows_read = 0
+                except _NeedsStage:
+                    result.attempts -= 1  # nothing was read: the stage's read is the table's first
             if not loaded:
                 columns, seen = self._load(pg, cfg, source, info, result, since, batch_size, into_target=False)
                 self._skip_if_empty_replace(cfg, result)
@@ -520,15 +527,30 @@ class ReferenceSyncService:
                     # Each attempt starts from the state before the first one (savepoint).
                     with pg.transaction(), source.stream(cfg, since, batch_size) as read:
                         columns = self._validate_columns(cfg, info, read)
+                        read.target_types = {c: info.columns[c].data_type for c in columns}
+                        converted = conversions.conversions(info, columns, read.formats)
+                        if into_target and converted:
+                            raise _NeedsStage()
                         if into_target:
                             destination = table_ref(info.schema, info.table)
                         else:
-                            create_stage(pg, STAGE_NAME, columns, merge.stage_types(info, columns))
+                            types = merge.stage_types(info, columns)
+                            types = ["text" if c in converted else t for c, t in zip(columns, types, strict=True)]
+                            create_stage(pg, STAGE_NAME, columns, types)
                             destination = sql.Identifier(STAGE_NAME)
                         result.rows_read = _copy_batches(pg, destination, columns, read)
+                        conversions.convert_stage(
+                            pg, STAGE_NAME, converted, table=cfg.qualified_table, key=cfg.primary_key
+                        )
                         seen = read.max_updated_at
         except SourceSkipped as skip:
             raise _Skip(str(skip)) from None
+        except psycopg.errors.DataError as exc:
+            if into_target:
+                raise  # the caller falls back to the stage, where the row is diagnosed
+            raise describe_copy_error(
+                exc, cfg, source, since, batch_size, columns, {c: info.columns[c].data_type for c in columns}
+            ) from exc
         except SourceUnavailableError as exc:
             raise RefdataSyncError(f"{exc} (gave up after {result.attempts} attempt(s))", table=result.table) from exc
         if not into_target and result.rows_read >= ANALYZE_MIN_ROWS:
@@ -581,8 +603,9 @@ class ReferenceSyncService:
         except psycopg.errors.UniqueViolation:
             _check_duplicates(pg, info, key)
             raise
-        except psycopg.errors.NotNullViolation:
+        except psycopg.errors.NotNullViolation as exc:
             _check_blank_keys(pg, info, key)
+            _explain_null_in_not_null_column(pg, cfg, info, columns, key, exc)
             raise
         except psycopg.errors.StringDataRightTruncation as exc:
             bad = merge.find_overlong_value(pg, STAGE_NAME, info, columns, key)
@@ -690,7 +713,10 @@ def _reset_counts(result: SyncResult) -> None:
 
 def _delete_absent(pg: psycopg.Connection, cfg: Any, info: TableInfo, key: list[str], result: SyncResult) -> None:
     """``delete_insert``: delete the authoritative rows the source lacks, never one a foreign key still needs."""
+    if not references.absent_rows_exist(pg, info, STAGE_NAME, key):
+        return
     constraints = references.referencing_constraints(pg, info)
+    references.hold_referencing_tables(pg, info, constraints)
     if getattr(cfg, "still_referenced", "keep_for_review") == "fail":
         for constraint in constraints:
             count, keys = references.still_referenced_keys(pg, info, STAGE_NAME, key, constraint)
@@ -844,3 +870,44 @@ def _create_missing_table(pg: psycopg.Connection, cfg: Any, source: Any, result:
     if info is None:  # pragma: no cover - the CREATE TABLE above succeeded in this transaction
         raise RefdataSyncError(f"target table {name} was created but cannot be read back", table=name)
     return info
+
+
+def _explain_null_in_not_null_column(
+    pg: psycopg.Connection,
+    cfg: Any,
+    info: TableInfo,
+    columns: Sequence[str],
+    key: Sequence[str],
+    exc: psycopg.errors.NotNullViolation,
+) -> None:
+    """Fail the table naming the NOT NULL column, the rows' count and first keys when staged values are NULL.
+
+    A MySQL zero date (``0000-00-00``, a zero month or day) arrives as NULL (it is no date), so into a ``NOT
+    NULL`` date/timestamp column the message says so.  Returns when the stage has no such row.
+    """
+    column = exc.diag.column_name
+    if column is None or column not in columns or column not in info.columns:
+        return
+    rows = pg.execute(
+        sql.SQL("SELECT {}, count(*) OVER () FROM {} WHERE {} IS NULL ORDER BY 1 LIMIT 3").format(
+            ident_list(key), sql.Identifier(STAGE_NAME), sql.Identifier(column)
+        )
+    ).fetchall()
+    if not rows:
+        return
+    table = cfg.qualified_table
+    keys = [row[: len(key)] for row in rows]
+    why = "the source value is NULL"
+    if cfg.source_type == "legacy_mysql" and info.columns[column].data_type.startswith(("date", "timestamp")):
+        why = (
+            "the MySQL zero date 0000-00-00 (or a date with a zero month or day) became NULL, as every MySQL zero "
+            "date does, or the MySQL value is NULL"
+        )
+    raise RefdataSyncError(
+        f"{table}: column {column!r} is NOT NULL, but {rows[0][-1]} source row(s) have no value for it, e.g. key "
+        f"{'; '.join(_key_text(key, k) for k in keys)}: {why}; make the column nullable or fix the source rows, "
+        "nothing was changed",
+        table=table,
+        key=keys[0],
+        column=column,
+    ) from exc

@@ -16,11 +16,15 @@ class ColumnInfo:
     max_length: int | None  # character_maximum_length for varchar/char columns
     nullable: bool
     has_default: bool
+    #: Whether values of the type have an equality operator (``json``, ``xml``, ``point`` … do not): the merge
+    #: compares the others by their text.
+    comparable: bool = True
 
     @property
     def is_text(self) -> bool:
-        """Whether the column holds text (``text``, ``varchar``, ``char``), so text is assigned to it as is."""
-        return self.data_type.startswith(_TEXT_TYPE_PREFIXES)
+        """Whether the column holds text (``text``, ``varchar``, ``char``; not arrays of them), so text is
+        assigned to it as is."""
+        return self.data_type.startswith(_TEXT_TYPE_PREFIXES) and not self.data_type.endswith("]")
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,17 @@ def table_info(conn: psycopg.Connection, schema: str, table: str) -> TableInfo |
                     THEN a.atttypmod - 4 END,
                NOT a.attnotnull,
                a.atthasdef,
-               COALESCE(a.attnum = ANY(i.indkey), false)
+               COALESCE(a.attnum = ANY(i.indkey), false),
+               -- An array compares with its element type's equality; a domain with its base type's.
+               EXISTS (SELECT 1
+                         FROM pg_type AS t
+                         JOIN pg_type AS e ON e.oid = CASE WHEN t.typcategory = 'A' THEN t.typelem
+                                                           WHEN t.typtype = 'd' THEN t.typbasetype
+                                                           ELSE t.oid END
+                         JOIN pg_opclass AS oc ON oc.opcintype = e.oid AND oc.opcdefault
+                         JOIN pg_am AS am ON am.oid = oc.opcmethod AND am.amname IN ('btree', 'hash')
+                        WHERE t.oid = a.atttypid)
+               OR a.atttypid IN ('varchar'::regtype, 'varchar[]'::regtype)
           FROM pg_class c
           JOIN pg_namespace n ON n.oid = c.relnamespace
           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -70,7 +84,9 @@ def table_info(conn: psycopg.Connection, schema: str, table: str) -> TableInfo |
         (schema, table),
     ).fetchall()
     columns = {
-        name: ColumnInfo(name=name, data_type=dtype, max_length=maxlen, nullable=nullable, has_default=hasdef)
-        for name, dtype, maxlen, nullable, hasdef, _ in rows
+        name: ColumnInfo(
+            name=name, data_type=dtype, max_length=maxlen, nullable=nullable, has_default=hasdef, comparable=comparable
+        )
+        for name, dtype, maxlen, nullable, hasdef, _, comparable in rows
     }
     return TableInfo(schema=schema, table=table, columns=columns, primary_key=[r[0] for r in pk_rows])

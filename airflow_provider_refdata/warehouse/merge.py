@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from airflow_provider_refdata.warehouse.catalog import TableInfo
+from airflow_provider_refdata.warehouse.catalog import ColumnInfo, TableInfo
 from airflow_provider_refdata.warehouse.sqlbits import ident_list, table_ref
 from airflow_provider_refdata.warehouse.staging import stage_type
 from airflow_provider_refdata.warehouse.tracking import (
@@ -44,6 +44,12 @@ def _key_match(left: str, right: str, key: Sequence[str]) -> sql.Composable:
     return sql.SQL(" AND ").join(
         sql.SQL("{} = {}").format(sql.Identifier(left, k), sql.Identifier(right, k)) for k in key
     )
+
+
+def _comparable(prefix: str, column: ColumnInfo) -> sql.Composable:
+    """``prefix.column`` as compared for "did it change": by its text when the type has no equality (json)."""
+    ref = sql.Identifier(prefix, column.name)
+    return ref if column.comparable else sql.SQL("{}::text").format(ref)
 
 
 def _tracking_state(prefix: str) -> sql.Composable:
@@ -175,7 +181,8 @@ def upsert_changed(
     authoritative_state = sql.SQL("{}, false").format(sql.Literal(AUTHORITATIVE))
 
     def state(prefix: str, tracking: sql.Composable) -> sql.Composable:
-        return sql.SQL(", ").join([ident_list(values, prefix), tracking] if values else [tracking])
+        compared = [_comparable(prefix, info.columns[c]) for c in values]
+        return sql.SQL(", ").join([*compared, tracking])
 
     if probe_by_key:
         target_join = sql.SQL("LEFT JOIN LATERAL (SELECT * FROM {t} AS t0 WHERE {match} OFFSET 0) AS t0 ON true")

@@ -49,3 +49,22 @@ def test_yaml_hook_base_path_from_connection_extra(tmp_path, monkeypatch):
     assert YamlReferenceHook(base_path="/elsewhere").base_path.as_posix() == "/elsewhere"
     monkeypatch.delenv("AIRFLOW_CONN_REFDATA_YAML")
     assert YamlReferenceHook().base_path is None
+
+
+def test_legacy_mysql_hook_creates_a_missing_target_table(
+    airflow_connections, pg_server, mysql_server, pg_schema, mysql_db, tmp_path
+):
+    import psycopg
+    from psycopg import sql
+
+    from airflow_provider_refdata.services.sources import DescribableSource
+
+    env = SyncEnv.create(pg_server, mysql_server, pg_schema, mysql_db, tmp_path)
+    with psycopg.connect(pg_server, autocommit=True) as pg:
+        pg.execute(sql.SQL("DROP TABLE {}.{} CASCADE").format(sql.Identifier(pg_schema), sql.Identifier(PLAN)))
+    hook = LegacyMySqlHook()
+    assert isinstance(hook, DescribableSource)
+    table = env.config.table("annuity_plan").model_copy(update={"create_table": True})
+    result = ReferenceSyncService().sync_table(table, hook, env.pg_dsn)
+    assert result.error is None and result.rows_inserted == 3
+    assert result.ddl is not None and '"年金计划号" varchar(16) NOT NULL' in result.ddl

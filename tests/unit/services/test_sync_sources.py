@@ -92,7 +92,7 @@ def test_yaml_source_reads_and_checks(tmp_path):
     table = _config(tmp_path, columns=["代码", "名称"]).table("lines")
     (tmp_path / "lines.yml").write_text("schema_version: '1.0'\ndata:\n  - {代码: 1, 名称: ' x '}\n  - {代码: b}\n")
     columns, rows = YamlFileSource().load(table)
-    assert columns == ["代码", "名称"] and rows == [(1, "x"), ("b", None)]
+    assert columns == ["代码", "名称"] and rows == [("1", "x"), ("b", None)]  # values are the text written
     (tmp_path / "lines.yml").write_text("schema_version: '1.1'\ndata: []\n")
     with pytest.raises(SourceSkipped, match="schema_version '1.1'"):
         YamlFileSource().load(table)
