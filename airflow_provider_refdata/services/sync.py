@@ -35,10 +35,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
-from graphlib import TopologicalSorter
 from typing import Any
 
 import psycopg
@@ -48,6 +46,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from airflow_provider_refdata.config.foreign_keys import processing_order
 from airflow_provider_refdata.exceptions import RefdataConfigError, RefdataError, RefdataSyncError
 from airflow_provider_refdata.results import SyncResult
+from airflow_provider_refdata.services import sync_checks
 from airflow_provider_refdata.services.copy_diagnosis import describe_copy_error
 from airflow_provider_refdata.services.source_resolver import ConnectionFactory, SourceResolver
 from airflow_provider_refdata.services.sources import (
@@ -56,8 +55,9 @@ from airflow_provider_refdata.services.sources import (
     SourceSkipped,
     SourceUnavailableError,
 )
+from airflow_provider_refdata.services.sync_schedule import run_in_order, run_in_parallel
 from airflow_provider_refdata.textable import text_table
-from airflow_provider_refdata.warehouse import conversions, merge, references
+from airflow_provider_refdata.warehouse import conversions, merge
 from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection, warehouse_connector
 from airflow_provider_refdata.warehouse.sqlbits import ident_list, table_ref
@@ -76,7 +76,7 @@ from airflow_provider_refdata.warehouse.tracking import TRACKING_COLUMN_NAMES, e
 logger = logging.getLogger(__name__)
 
 RUN_TYPE = "reference_sync"
-STAGE_NAME = "_refdata_sync_stage"
+STAGE_NAME = sync_checks.STAGE_NAME
 DEFAULT_BATCH_SIZE = 5000
 # A stage this many times smaller than the target is merged with primary-key probes (see merge.upsert_changed).
 SMALL_STAGE_RATIO = 20
@@ -199,65 +199,10 @@ class ReferenceSyncService:
 
         connect = warehouse_connector(conn)
         if workers == 1 or len(entries) == 1:
-            by_name = self._run_in_order(order, conn, connect, run)
+            by_name = run_in_order(order, conn, connect, run)
         else:
-            by_name = self._run_in_parallel(entries, order, min(workers, len(entries)), connect, run, plan_only)
+            by_name = run_in_parallel(entries, order, min(workers, len(entries)), connect, run, plan_only)
         return [by_name[entry.name] for entry in entries]
-
-    @staticmethod
-    def _run_in_order(
-        order: list[Any],
-        conn: WarehouseLike,
-        connect: Callable[[], AbstractContextManager[psycopg.Connection]],
-        run: Callable[[Any, WarehouseLike], SyncResult],
-    ) -> dict[str, SyncResult]:
-        results: dict[str, SyncResult] = {}
-        with warehouse_connection(conn) as pg, ExitStack() as fresh:
-            for entry in order:
-                if pg.closed or pg.broken:
-                    # The server restarted or the connection dropped: later tables get a working connection.
-                    logger.warning("Warehouse connection lost; reconnecting for %s", entry.name)
-                    pg = fresh.enter_context(connect())
-                results[entry.name] = run(entry, pg)
-        return results
-
-    @staticmethod
-    def _run_in_parallel(
-        entries: list[Any],
-        order: list[Any],
-        workers: int,
-        connect: Callable[[], AbstractContextManager[psycopg.Connection]],
-        run: Callable[[Any, WarehouseLike], SyncResult],
-        plan_only: bool,
-    ) -> dict[str, SyncResult]:
-        if not plan_only:
-            # Once, up front: concurrent CREATE … IF NOT EXISTS of the same table can collide.
-            with connect() as pg:
-                _ensure_state_tables(pg)
-        names = {entry.name for entry in entries}
-        position = {entry.name: i for i, entry in enumerate(order)}
-        by_name = {entry.name: entry for entry in entries}
-        sorter: TopologicalSorter[str] = TopologicalSorter(
-            {entry.name: [d for d in entry.depends_on if d in names] for entry in entries}
-        )
-        sorter.prepare()
-
-        def run_on_own_connection(entry: Any) -> SyncResult:
-            with connect() as pg:
-                return run(entry, pg)
-
-        results: dict[str, SyncResult] = {}
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="refdata-sync") as pool:
-            running: dict[Future[SyncResult], str] = {}
-            while sorter.is_active():
-                for name in sorted(sorter.get_ready(), key=position.__getitem__):
-                    running[pool.submit(run_on_own_connection, by_name[name])] = name
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    name = running.pop(future)
-                    results[name] = future.result()
-                    sorter.done(name)
-        return results
 
     def _unresolved(self, entry: Any, exc: Exception, pg: WarehouseLike, plan_only: bool) -> SyncResult:
         """The result of a table whose source cannot even be built (recorded like any failed table)."""
@@ -427,7 +372,7 @@ class ReferenceSyncService:
             lock_name(pg, name)
             info = table_info(pg, cfg.target_schema, cfg.target_table)
             if info is None:
-                info = _create_missing_table(pg, cfg, source, result)
+                info = sync_checks.create_missing_table(pg, cfg, source, result)
             missing_key = [k for k in key if k not in info.columns]
             if missing_key:
                 raise RefdataSyncError(f"target table {name} has no key column(s) {', '.join(missing_key)}", table=name)
@@ -584,7 +529,7 @@ class ReferenceSyncService:
         check_blank_keys: bool = False,
     ) -> None:
         if check_blank_keys:
-            _check_blank_keys(pg, info, key)
+            sync_checks.check_blank_keys(pg, info, key)
         try:
             with pg.transaction():  # savepoint: lets us diagnose a failed statement against the stage
                 if merge.table_is_empty(pg, info.schema, info.table):
@@ -592,27 +537,28 @@ class ReferenceSyncService:
                     # (diagnosed below), which spares the empty-target load the separate duplicate check.
                     result.rows_inserted = merge.insert_all(pg, info, STAGE_NAME, columns)
                 else:
-                    _check_duplicates(pg, info, key)
+                    sync_checks.check_duplicates(pg, info, key)
                     small = result.rows_read * SMALL_STAGE_RATIO < merge.estimated_rows(pg, info.schema, info.table)
                     inserted, updated, promoted = merge.upsert_changed(
                         pg, info, STAGE_NAME, columns, key, probe_by_key=small
                     )
                     result.rows_inserted, result.rows_updated, result.rows_promoted = inserted, updated, promoted
                     if cfg.sync_mode == "delete_insert":
-                        _delete_absent(pg, cfg, info, key, result)
+                        sync_checks.delete_absent(pg, cfg, info, key, result)
         except psycopg.errors.UniqueViolation:
-            _check_duplicates(pg, info, key)
+            sync_checks.check_duplicates(pg, info, key)
             raise
         except psycopg.errors.NotNullViolation as exc:
-            _check_blank_keys(pg, info, key)
-            _explain_null_in_not_null_column(pg, cfg, info, columns, key, exc)
+            sync_checks.check_blank_keys(pg, info, key)
+            sync_checks.explain_null_in_not_null_column(pg, cfg, info, columns, key, exc)
             raise
         except psycopg.errors.StringDataRightTruncation as exc:
             bad = merge.find_overlong_value(pg, STAGE_NAME, info, columns, key)
             if bad is None:
                 raise
             raise RefdataSyncError(
-                f"{cfg.qualified_table}: value of column {bad.column!r} for key {_key_text(key, bad.key)} has "
+                f"{cfg.qualified_table}: value of column {bad.column!r} for key "
+                f"{sync_checks.key_text(key, bad.key)} has "
                 f"{bad.length} characters, the column allows {bad.max_length}; nothing was changed",
                 table=cfg.qualified_table,
                 key=bad.key,
@@ -711,64 +657,6 @@ def _reset_counts(result: SyncResult) -> None:
     result.watermark_after = result.watermark_before
 
 
-def _delete_absent(pg: psycopg.Connection, cfg: Any, info: TableInfo, key: list[str], result: SyncResult) -> None:
-    """``delete_insert``: delete the authoritative rows the source lacks, never one a foreign key still needs."""
-    if not references.absent_rows_exist(pg, info, STAGE_NAME, key):
-        return
-    constraints = references.referencing_constraints(pg, info)
-    references.hold_referencing_tables(pg, info, constraints)
-    if getattr(cfg, "still_referenced", "keep_for_review") == "fail":
-        for constraint in constraints:
-            count, keys = references.still_referenced_keys(pg, info, STAGE_NAME, key, constraint)
-            if count:
-                raise RefdataSyncError(
-                    f"{cfg.qualified_table}: {count} row(s) the source no longer has are still referenced by "
-                    f"{constraint.qualified_table} (constraint {constraint.name}, ON DELETE {constraint.on_delete}), "
-                    f"e.g. key {', '.join(_key_text(key, k) for k in keys)}; still_referenced is 'fail', "
-                    "nothing was changed",
-                    table=cfg.qualified_table,
-                    key=keys[0],
-                )
-    else:
-        result.rows_kept_referenced = references.keep_referenced_for_review(pg, info, STAGE_NAME, key, constraints)
-        if result.rows_kept_referenced:
-            logger.warning(
-                "Sync %s: %s row(s) the source no longer has are still referenced (%s); kept as auto-derived "
-                "rows to review instead of deleting them",
-                cfg.qualified_table,
-                result.rows_kept_referenced,
-                ", ".join(f"{c.qualified_table} ON DELETE {c.on_delete}" for c in constraints),
-            )
-    result.rows_deleted = references.delete_absent_unreferenced(pg, info, STAGE_NAME, key, constraints)
-
-
-def _check_duplicates(pg: psycopg.Connection, info: TableInfo, key: Sequence[str]) -> None:
-    """Fail the table, naming the keys, when the stage holds a key more than once (set-based, one query)."""
-    duplicates = merge.find_duplicate_keys(pg, STAGE_NAME, key)
-    if duplicates:
-        table = f"{info.schema}.{info.table}"
-        shown = "; ".join(f"{_key_text(key, k)} ({n} rows)" for k, n in duplicates)
-        raise RefdataSyncError(
-            f"the source has duplicate keys for {table}: {shown}; nothing was changed",
-            table=table,
-            key=duplicates[0][0],
-            column=", ".join(key),
-        )
-
-
-def _check_blank_keys(pg: psycopg.Connection, info: TableInfo, key: Sequence[str]) -> None:
-    """Fail the table, naming it and the key column(s), when staged rows have a NULL or empty key."""
-    blank = merge.count_blank_keys(pg, STAGE_NAME, key)
-    if blank:
-        table = f"{info.schema}.{info.table}"
-        raise RefdataSyncError(
-            f"{table}: the source has {blank} row(s) with a blank key ({', '.join(map(repr, key))} NULL, empty "
-            "or only whitespace); keys must not be blank, nothing was changed",
-            table=table,
-            column=", ".join(key),
-        )
-
-
 def _copy_batches(pg: psycopg.Connection, destination: sql.Composable, columns: Sequence[str], read: SourceRead) -> int:
     """COPY every batch of ``read`` into ``destination`` (a table reference); returns the number of rows copied."""
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(destination, ident_list(columns))
@@ -801,10 +689,6 @@ def _rollback_if_broken(pg: psycopg.Connection) -> None:
         pg.rollback()
 
 
-def _key_text(key: Sequence[str], values: Sequence[Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in zip(key, values, strict=False))
-
-
 def _describe_error(exc: Exception, table: str) -> str:
     if isinstance(exc, RefdataError):
         return str(exc)
@@ -829,85 +713,3 @@ def format_summary(results: Sequence[SyncResult]) -> str:
         detail = (r.error or r.skipped_reason or "")[:200]
         rows.append([r.table, r.sync_mode, status, *counts, r.attempts, f"{r.duration_seconds:.2f}", detail])
     return "\n".join(text_table(headers, rows))
-
-
-def _create_missing_table(pg: psycopg.Connection, cfg: Any, source: Any, result: SyncResult) -> TableInfo:
-    """Create the missing target table from the source's columns (``create_table: true``), or refuse.
-
-    Runs in the table's transaction under its advisory lock (taken by ``_run``): a failed sync leaves no table
-    behind, ``plan_only`` rolls it back with everything else, and a concurrent sync of the same table waits and
-    then finds the table.  ``result.ddl`` gets the DDL run (also in plan mode).  Without ``create_table`` or
-    with a source that cannot describe its columns (``DescribableSource``; YAML files carry no types), this is
-    the "does not exist" failure, saying when ``create_table: true`` would help.
-    """
-    from airflow_provider_refdata.services.sources import DescribableSource
-    from airflow_provider_refdata.warehouse.ddl import create_reference_table
-
-    name = result.table
-    describable = isinstance(source, DescribableSource)
-    if not getattr(cfg, "create_table", False):
-        hint = "; set create_table: true to create it from the source's columns" if describable else ""
-        raise RefdataSyncError(f"target table {name} does not exist{hint}", table=name)
-    if not describable:
-        why = (
-            "a YAML reference file declares no column types"
-            if cfg.source_type == "config_file"
-            else f"its {cfg.source_type} source cannot describe its columns"
-        )
-        raise RefdataSyncError(
-            f"target table {name} does not exist and create_table cannot create it: {why}; create the table yourself",
-            table=name,
-        )
-    columns = source.describe_columns(cfg)
-    result.ddl = create_reference_table(pg, cfg.target_schema, cfg.target_table, columns, list(cfg.primary_key))
-    logger.info(
-        "Sync %s: target table does not exist, %s it (create_table: true):\n%s",
-        name,
-        "plan_only: would create" if result.plan_only else "creating",
-        result.ddl,
-    )
-    info = table_info(pg, cfg.target_schema, cfg.target_table)
-    if info is None:  # pragma: no cover - the CREATE TABLE above succeeded in this transaction
-        raise RefdataSyncError(f"target table {name} was created but cannot be read back", table=name)
-    return info
-
-
-def _explain_null_in_not_null_column(
-    pg: psycopg.Connection,
-    cfg: Any,
-    info: TableInfo,
-    columns: Sequence[str],
-    key: Sequence[str],
-    exc: psycopg.errors.NotNullViolation,
-) -> None:
-    """Fail the table naming the NOT NULL column, the rows' count and first keys when staged values are NULL.
-
-    A MySQL zero date (``0000-00-00``, a zero month or day) arrives as NULL (it is no date), so into a ``NOT
-    NULL`` date/timestamp column the message says so.  Returns when the stage has no such row.
-    """
-    column = exc.diag.column_name
-    if column is None or column not in columns or column not in info.columns:
-        return
-    rows = pg.execute(
-        sql.SQL("SELECT {}, count(*) OVER () FROM {} WHERE {} IS NULL ORDER BY 1 LIMIT 3").format(
-            ident_list(key), sql.Identifier(STAGE_NAME), sql.Identifier(column)
-        )
-    ).fetchall()
-    if not rows:
-        return
-    table = cfg.qualified_table
-    keys = [row[: len(key)] for row in rows]
-    why = "the source value is NULL"
-    if cfg.source_type == "legacy_mysql" and info.columns[column].data_type.startswith(("date", "timestamp")):
-        why = (
-            "the MySQL zero date 0000-00-00 (or a date with a zero month or day) became NULL, as every MySQL zero "
-            "date does, or the MySQL value is NULL"
-        )
-    raise RefdataSyncError(
-        f"{table}: column {column!r} is NOT NULL, but {rows[0][-1]} source row(s) have no value for it, e.g. key "
-        f"{'; '.join(_key_text(key, k) for k in keys)}: {why}; make the column nullable or fix the source rows, "
-        "nothing was changed",
-        table=table,
-        key=keys[0],
-        column=column,
-    ) from exc
