@@ -223,24 +223,31 @@ def reset_target(pg: str, table: str) -> None:
         conn.execute("CHECKPOINT")
 
 
-def vacuum(pg: str) -> None:
+def vacuum(pg: str, table: str = TARGET_TABLE) -> None:
     import psycopg
 
     with psycopg.connect(pg, autocommit=True) as conn:
-        conn.execute(f'VACUUM ANALYZE "{TARGET_SCHEMA}"."{TARGET_TABLE}"')
+        conn.execute(f'VACUUM ANALYZE "{TARGET_SCHEMA}"."{table}"')
         conn.execute("CHECKPOINT")
 
 
 def run_child(kind: str, pg: str, mysql: str, mode: str = "") -> dict[str, Any]:
+    return run_module_child(
+        "benchmarks.bench_sync", ["--child", kind, "--pg", pg, "--mysql", mysql, "--mode", mode], f"{kind} {mode}"
+    )
+
+
+def run_module_child(module: str, args: list[str], label: str) -> dict[str, Any]:
+    """Run ``python -m module *args`` in a fresh process; its last stdout line is the JSON result."""
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_sync", "--child", kind, "--pg", pg, "--mysql", mysql, "--mode", mode],
+        [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         check=False,
         cwd=Path(__file__).resolve().parent.parent,
     )
     if proc.returncode != 0:
-        raise SystemExit(f"benchmark child {kind} {mode} failed:\n{proc.stderr[-3000:]}")
+        raise SystemExit(f"benchmark child {label} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

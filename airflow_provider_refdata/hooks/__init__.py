@@ -1,4 +1,5 @@
-"""Airflow hooks for the reference sources: the legacy MySQL database and versioned YAML files."""
+"""Airflow hooks for the reference sources: the legacy MySQL and PostgreSQL databases and versioned
+YAML files."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 _EXPORTS = {
     "LegacyMySqlHook": "airflow_provider_refdata.hooks.legacy_mysql",
+    "LegacyPostgresHook": "airflow_provider_refdata.hooks.legacy_postgres",
     "YamlReferenceHook": "airflow_provider_refdata.hooks.yaml_reference",
 }
 __all__ = list(_EXPORTS)

@@ -138,10 +138,21 @@ def test_dsn_values_pick_the_source_by_scheme():
 
 def test_without_a_source_or_factory_the_error_names_the_table():
     with pytest.raises(RefdataSourceError, match=r"public\.a.*conn_id 'crm'") as caught:
-        SourceResolver({"legacy_mysql": Named("x")}).for_table(_table("a", "postgres", conn_id="crm"))
+        SourceResolver({"legacy_mysql": Named("x")}, use_airflow=False).for_table(
+            _table("a", "postgres", conn_id="crm")
+        )
     assert "legacy_mysql" in str(caught.value)  # the sources that were given
     with pytest.raises(RefdataSourceError, match="source_type 'sql'"):
-        SourceResolver().for_table(_table("b", "sql"))
+        SourceResolver(use_airflow=False).for_table(_table("b", "sql"))
+
+
+def test_without_a_source_airflow_connections_are_the_fallback(monkeypatch):
+    # Airflow is installed here: a table naming no given source reads through its Airflow connection.
+    monkeypatch.setenv("AIRFLOW_CONN_CRM", "postgres://u:pw@127.0.0.1:1/legacy")
+    source = SourceResolver({}).for_table(_table("a", "postgres", conn_id="crm"))
+    assert type(source).__name__ == "LegacyPostgresHook" and source.postgres_conn_id == "crm"
+    with pytest.raises(RefdataSourceError, match="Airflow connection 'nope'"):
+        SourceResolver({}).for_table(_table("b", "postgres", conn_id="nope"))
 
 
 def test_a_missing_environment_variable_is_named_never_a_value():
