@@ -91,6 +91,8 @@ class PostgresServer:
     port: int = 0
     database: str = "refdata"
     bindir: Path = field(default_factory=find_postgres_bindir)
+    #: The server's default ``TimeZone`` (``None``: initdb's, from the machine).
+    timezone: str | None = None
 
     @property
     def datadir(self) -> Path:
@@ -146,6 +148,7 @@ class PostgresServer:
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
             "-c max_connections=100 -c shared_buffers=256MB -c max_wal_size=4GB"
+            + (f" -c timezone={self.timezone}" if self.timezone else "")
         )
         _run(
             [
@@ -195,6 +198,8 @@ class MariaDbServer:
     user: str = "refdata"
     password: str = "refdata-secret-pw"
     process: subprocess.Popen | None = None
+    #: The server's ``time_zone`` (``--default-time-zone``, e.g. ``+08:00``; ``None``: the machine's).
+    time_zone: str | None = None
 
     @property
     def datadir(self) -> Path:
@@ -268,6 +273,7 @@ class MariaDbServer:
                 "--character-set-server=utf8mb4",
                 "--collation-server=utf8mb4_unicode_ci",
                 "--max-connections=200",
+                *([f"--default-time-zone={self.time_zone}"] if self.time_zone else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

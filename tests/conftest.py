@@ -73,7 +73,8 @@ def pg_server(servers_root: Path) -> Iterator[str]:
         _SERVERS_USED["PostgreSQL"] = f"{_pg_version(external)} (external, REFDATA_TEST_PG_DSN)"
         yield external
         return
-    server = PostgresServer(servers_root / "postgres", database="refdata_test")
+    # The zones of the users' servers: the sync must not depend on them (TIMESTAMP, watermarks, dates).
+    server = PostgresServer(servers_root / "postgres", database="refdata_test", timezone="Asia/Shanghai")
     try:
         server.start()
     except (ServerStartError, OSError) as exc:
@@ -92,7 +93,7 @@ def mysql_server_handle(servers_root: Path) -> Iterator[MariaDbServer | None]:
     if os.environ.get("REFDATA_TEST_MYSQL_DSN"):
         yield None
         return
-    server = MariaDbServer(servers_root / "mariadb")
+    server = MariaDbServer(servers_root / "mariadb", time_zone="+08:00")
     try:
         server.start()
     except (ServerStartError, OSError) as exc:

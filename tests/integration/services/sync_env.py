@@ -144,7 +144,9 @@ class SyncEnv:
         my = mysql_connect(mysql_dsn, database)
         try:
             cur = my.cursor()
-            cur.execute("SET SESSION sql_mode = ''")  # allows the zero date we want to see turned into NULL
+            # sql_mode '' allows the zero date we want to see turned into NULL; the users' zone (+08:00) makes the
+            # TIMESTAMP literals the same instants on any server.
+            cur.execute("SET SESSION sql_mode = '', time_zone = '+08:00'")
             for ddl in MYSQL_DDL:
                 cur.execute(ddl)
             cur.executemany("INSERT INTO annuity_plan VALUES (%s, %s, %s, %s, %s)", PLANS)
@@ -183,7 +185,7 @@ class SyncEnv:
         my = mysql_connect(self.mysql_dsn, self.database)
         try:
             cur = my.cursor()
-            cur.execute("SET SESSION sql_mode = ''")
+            cur.execute("SET SESSION sql_mode = '', time_zone = '+08:00'")
             cur.execute(statement, params)
         finally:
             my.close()

@@ -59,7 +59,8 @@ class Env:
         conn = mysql_connect(self.mysql_dsn, self.database)
         try:
             cur = conn.cursor()
-            cur.execute("SET SESSION sql_mode = ''")
+            # TIMESTAMP literals below are wall-clock times in UTC, whatever the server's time_zone.
+            cur.execute("SET SESSION sql_mode = '', time_zone = '+00:00'")
             for statement in statements:
                 query, params = statement if isinstance(statement, tuple) else (statement, None)
                 if isinstance(params, list):

@@ -410,14 +410,15 @@ def test_lists_and_mappings_go_into_json_and_array_columns(pg_dsn, pg_schema, tm
 # ----------------------------------------------------------------------------------------------------------
 
 _MEMORY_SCRIPT = """
-import json, resource, sys
+import json, sys
 from airflow_provider_refdata.config import ReferenceSyncConfig
 from airflow_provider_refdata.services.source_yaml import YamlFileSource
 from airflow_provider_refdata.services.sync import ReferenceSyncService
 cfg = ReferenceSyncConfig.model_validate(json.loads(sys.argv[1])).tables[0]
 result = ReferenceSyncService().sync_table(cfg, YamlFileSource(), sys.argv[2])
 print(json.dumps({
-    "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    # VmHWM is this process image's own peak (ru_maxrss also counts the parent's RSS before exec).
+    "peak_rss_mb": next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024,
     "error": result.error, "skipped": result.skipped_reason,
     "read": result.rows_read, "inserted": result.rows_inserted,
 }))
