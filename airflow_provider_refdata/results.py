@@ -32,8 +32,9 @@ class SyncResult(_Result):
     rows_promoted: int = Field(0, description="auto-derived rows made authoritative by this sync")
     rows_kept_referenced: int = Field(
         0,
-        description="delete_insert: rows the source no longer has that a foreign key still references, kept "
-        "as auto-derived rows to review instead of being deleted",
+        description="delete_insert: rows the source no longer has that a foreign key still references (or "
+        "whose key recently checked facts use: protect_confirmed_hours), kept as auto-derived rows to review "
+        "instead of being deleted",
     )
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None

@@ -296,6 +296,11 @@ class SyncTableConfig(_ConfigModel):
         "its ON DELETE action): keep_for_review keeps it as an auto-derived row with _needs_review; fail fails "
         "the table. It is never deleted.",
     )
+    protect_confirmed_hours: Annotated[float, Field(ge=0)] = Field(
+        24,
+        description="delete_insert: a key the facts of an ensure_references used within this many hours (they may "
+        "not be loaded yet) is treated like a still-referenced row (see still_referenced); 0 disables.",
+    )
     create_table: StrictBool = Field(
         False,
         description="Create a missing target table from the source's columns (types per docs/configuration.md).",

@@ -32,7 +32,21 @@ def delete_absent(pg: psycopg.Connection, cfg: Any, info: TableInfo, key: list[s
         return
     constraints = references.referencing_constraints(pg, info)
     references.hold_referencing_tables(pg, info, constraints)
+    confirmed = references.recently_confirmed(
+        pg, cfg.qualified_table, key, float(getattr(cfg, "protect_confirmed_hours", 0))
+    )
     if getattr(cfg, "still_referenced", "keep_for_review") == "fail":
+        if confirmed is not None:
+            count, keys = references.confirmed_keys(pg, info, STAGE_NAME, key, confirmed)
+            if count:
+                raise RefdataSyncError(
+                    f"{cfg.qualified_table}: {count} row(s) the source no longer has were used by the facts of an "
+                    f"ensure_references within protect_confirmed_hours ({cfg.protect_confirmed_hours:g}), whose "
+                    f"facts may not be loaded yet, e.g. key {', '.join(key_text(key, k) for k in keys)}; "
+                    "still_referenced is 'fail', nothing was changed",
+                    table=cfg.qualified_table,
+                    key=keys[0],
+                )
         for constraint in constraints:
             count, keys = references.still_referenced_keys(pg, info, STAGE_NAME, key, constraint)
             if count:
@@ -45,16 +59,18 @@ def delete_absent(pg: psycopg.Connection, cfg: Any, info: TableInfo, key: list[s
                     key=keys[0],
                 )
     else:
-        result.rows_kept_referenced = references.keep_referenced_for_review(pg, info, STAGE_NAME, key, constraints)
+        result.rows_kept_referenced = references.keep_referenced_for_review(
+            pg, info, STAGE_NAME, key, constraints, confirmed
+        )
         if result.rows_kept_referenced:
             logger.warning(
-                "Sync %s: %s row(s) the source no longer has are still referenced (%s); kept as auto-derived "
-                "rows to review instead of deleting them",
+                "Sync %s: %s row(s) the source no longer has are still referenced (%s) or used by recently "
+                "checked facts; kept as auto-derived rows to review instead of deleting them",
                 cfg.qualified_table,
                 result.rows_kept_referenced,
                 ", ".join(f"{c.qualified_table} ON DELETE {c.on_delete}" for c in constraints),
             )
-    result.rows_deleted = references.delete_absent_unreferenced(pg, info, STAGE_NAME, key, constraints)
+    result.rows_deleted = references.delete_absent_unreferenced(pg, info, STAGE_NAME, key, constraints, confirmed)
 
 
 def check_duplicates(pg: psycopg.Connection, info: TableInfo, key: Sequence[str]) -> None:

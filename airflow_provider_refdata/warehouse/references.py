@@ -12,6 +12,9 @@ whatever its action, before anything is deleted, and either
   ``SyncResult.rows_kept_referenced``; or
 * **fails** the table (``still_referenced: fail``) naming the constraint and the first keys; nothing changes.
 
+The same holds for a key that an ``ensure_references`` used within the table's ``protect_confirmed_hours``
+(its facts may not be loaded yet, so no constraint can see them): ``refdata.key_confirmation``.
+
 The referencing tables are locked in ``SHARE`` mode first (readers pass; writers wait, bounded by
 ``lock_timeout``), so no fact row can appear unseen while the guard decides, and the ``DELETE`` itself also
 excludes every still-referenced row: no ``ON DELETE`` action can fire.  Every statement is set-based, inside
@@ -102,8 +105,52 @@ def _absent_authoritative(info: TableInfo, stage: str, key: Sequence[str]) -> sq
     )
 
 
-def _any_reference(constraints: Sequence[ReferencingConstraint]) -> sql.Composable:
-    return sql.SQL("({})").format(sql.SQL(" OR ").join(_referenced("t", c) for c in constraints))
+def recently_confirmed(conn: psycopg.Connection, table: str, key: Sequence[str], hours: float) -> sql.Composable | None:
+    """Predicate on ``t``: its key was used by the facts of an ``ensure_references`` within ``hours`` (those facts
+    may not be loaded yet); ``None`` when there is no such protection (0 hours, a composite key, no records).
+
+    :param conn: the sync's connection.
+    :param table: the schema-qualified table, as ``ensure_references`` records it.
+    :param key: the table's key column(s); confirmations are of single-column keys.
+    :param hours: the protection window.
+    """
+    if hours <= 0 or len(key) != 1:
+        return None
+    if conn.execute("SELECT to_regclass('refdata.key_confirmation') IS NULL").fetchone()[0]:
+        return None
+    return sql.SQL(
+        "t.{k}::text IN (SELECT unnest(c.keys) FROM refdata.key_confirmation AS c"
+        " WHERE c.table_name = {name} AND c.confirmed_at > now() - make_interval(secs => {secs}))"
+    ).format(k=sql.Identifier(key[0]), name=sql.Literal(table), secs=sql.Literal(hours * 3600.0))
+
+
+def _protected(constraints: Sequence[ReferencingConstraint], confirmed: sql.Composable | None) -> sql.Composable | None:
+    """Predicate on ``t``: a constraint still references the row, or a recent ``ensure_references`` used its key."""
+    parts = [_referenced("t", c) for c in constraints] + ([confirmed] if confirmed is not None else [])
+    return sql.SQL("({})").format(sql.SQL(" OR ").join(parts)) if parts else None
+
+
+def confirmed_keys(
+    conn: psycopg.Connection,
+    info: TableInfo,
+    stage: str,
+    key: Sequence[str],
+    confirmed: sql.Composable,
+    *,
+    limit: int = 5,
+) -> tuple[int, list[tuple]]:
+    """(how many, the first ``limit`` keys) of the rows absent from ``stage`` that ``confirmed`` protects."""
+    query = sql.SQL(
+        "SELECT count(*) OVER (), {keys} FROM {t} AS t WHERE {absent} AND {confirmed} ORDER BY {keys} LIMIT {limit}"
+    ).format(
+        keys=sql.SQL(", ").join(sql.Identifier("t", k) for k in key),
+        t=table_ref(info.schema, info.table),
+        absent=_absent_authoritative(info, stage, key),
+        confirmed=confirmed,
+        limit=sql.Literal(limit),
+    )
+    rows = conn.execute(query).fetchall()
+    return (rows[0][0] if rows else 0), [tuple(row[1:]) for row in rows]
 
 
 def absent_rows_exist(conn: psycopg.Connection, info: TableInfo, stage: str, key: Sequence[str]) -> bool:
@@ -159,9 +206,12 @@ def keep_referenced_for_review(
     stage: str,
     key: Sequence[str],
     constraints: Sequence[ReferencingConstraint],
+    confirmed: sql.Composable | None = None,
 ) -> int:
-    """Turn the absent-but-referenced authoritative rows into auto-derived rows to review; returns how many."""
-    if not constraints:
+    """Turn the absent authoritative rows that are still referenced (or recently confirmed) into auto-derived
+    rows to review; returns how many."""
+    protected = _protected(constraints, confirmed)
+    if protected is None:
         return 0
     query = sql.SQL(
         "UPDATE {t} AS t SET {src} = {auto}, {review} = true, {at} = now() WHERE {absent} AND {referenced}"
@@ -172,7 +222,7 @@ def keep_referenced_for_review(
         review=sql.Identifier(NEEDS_REVIEW),
         at=sql.Identifier(DERIVED_AT),
         absent=_absent_authoritative(info, stage, key),
-        referenced=_any_reference(constraints),
+        referenced=protected,
     )
     return conn.execute(query).rowcount
 
@@ -183,12 +233,14 @@ def delete_absent_unreferenced(
     stage: str,
     key: Sequence[str],
     constraints: Sequence[ReferencingConstraint],
+    confirmed: sql.Composable | None = None,
 ) -> int:
-    """Delete authoritative rows whose key is not staged and that no constraint still needs; returns rows deleted.
+    """Delete authoritative rows whose key is not staged and that nothing protects; returns rows deleted.
 
     No ``TRUNCATE``, so readers are never locked out and auto-derived rows survive.
     """
-    guard = sql.SQL(" AND NOT {}").format(_any_reference(constraints)) if constraints else sql.SQL("")
+    protected = _protected(constraints, confirmed)
+    guard = sql.SQL(" AND NOT {}").format(protected) if protected is not None else sql.SQL("")
     query = sql.SQL("DELETE FROM {t} AS t WHERE {absent}{guard}").format(
         t=table_ref(info.schema, info.table), absent=_absent_authoritative(info, stage, key), guard=guard
     )

@@ -17,4 +17,3 @@ def ident_list(columns: Iterable[str], prefix: str | None = None) -> sql.Compose
     if prefix is None:
         return sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     return sql.SQL(", ").join(sql.Identifier(prefix, c) for c in columns)
-

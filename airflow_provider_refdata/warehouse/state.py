@@ -1,8 +1,10 @@
-"""The provider's own bookkeeping in schema ``refdata``: per-table sync state and the run log.
+"""The provider's own bookkeeping in schema ``refdata``: per-table sync state, the run log, key confirmations.
 
 ``refdata.sync_state`` keeps, per target table, the incremental watermark and the last run's counts; it is
 written in the same transaction as the data it describes.  ``refdata.run_log`` has one row per sync table
-run and per ``ensure_references`` call, with the result model as jsonb.
+run and per ``ensure_references`` call, with the result model as jsonb.  ``refdata.key_confirmation`` has
+one row per writing ``ensure_references`` and reference table: the keys the facts use (one array), so a
+``delete_insert`` sync does not delete a key whose facts may not have been loaded yet.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 STATE_SCHEMA = "refdata"
@@ -44,7 +47,17 @@ CREATE TABLE IF NOT EXISTS refdata.run_log (
     result      jsonb NOT NULL
 );
 CREATE INDEX IF NOT EXISTS run_log_subject_idx ON refdata.run_log (run_type, subject, finished_at DESC);
+CREATE TABLE IF NOT EXISTS refdata.key_confirmation (
+    id           bigserial PRIMARY KEY,
+    table_name   text NOT NULL,
+    confirmed_at timestamptz NOT NULL DEFAULT now(),
+    keys         text[] NOT NULL
+);
+CREATE INDEX IF NOT EXISTS key_confirmation_table_idx ON refdata.key_confirmation (table_name, confirmed_at);
 """
+_STATE_TABLES = ("sync_state", "run_log", "key_confirmation")
+#: How long key confirmations are kept (the longest protection window a sync table may ask for).
+CONFIRMATION_RETENTION_DAYS = 7
 
 
 def lock_name(conn: psycopg.Connection, name: str) -> None:
@@ -85,10 +98,10 @@ def ensure_state_tables(conn: psycopg.Connection) -> None:
     under an advisory lock, and only when the tables are not there yet.
     """
     present = conn.execute(
-        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename IN ('sync_state', 'run_log')",
-        (STATE_SCHEMA,),
+        "SELECT count(*) FROM pg_tables WHERE schemaname = %s AND tablename = ANY(%s)",
+        (STATE_SCHEMA, list(_STATE_TABLES)),
     ).fetchone()[0]
-    if present == 2:
+    if present == len(_STATE_TABLES):
         return
     with conn.transaction():
         lock_name(conn, "refdata.__ddl__")
@@ -191,3 +204,44 @@ def describe_lock_holders(conn: psycopg.Connection, schema: str, table: str, loc
         (schema, table, _LOCK_NAMESPACE, lock, limit),
     ).fetchall()
     return ", ".join(f'pid {pid} ({mode}, {state}: "{query}")' for pid, mode, state, query in rows)
+
+
+def synced_by_delete_insert(conn: psycopg.Connection, table_name: str) -> bool:
+    """Whether the table's latest sync ran in ``delete_insert`` mode (the only mode that deletes rows).
+
+    One index lookup in ``refdata.run_log``; ``False`` for a table never synced or before the state tables exist.
+    """
+    row = conn.execute(
+        """
+        SELECT CASE WHEN to_regclass('refdata.run_log') IS NOT NULL THEN (
+            SELECT result->>'sync_mode' FROM refdata.run_log
+             WHERE run_type = 'reference_sync' AND subject = %s ORDER BY finished_at DESC LIMIT 1) END
+        """,
+        (table_name,),
+    ).fetchone()
+    return row is not None and row[0] == "delete_insert"
+
+
+def record_confirmed_keys(conn: psycopg.Connection, table_name: str, stage: str, key_column: str) -> None:
+    """Record that the facts of this call use the keys in ``stage`` (one row, the keys as one array).
+
+    Also forgets confirmations older than :data:`CONFIRMATION_RETENTION_DAYS` (indexed, cheap).
+
+    :param conn: a connection inside the caller's (FK unit's) transaction.
+    :param table_name: the schema-qualified reference table, as the sync names it.
+    :param stage: the key stage of the coverage check.
+    :param key_column: its key column.
+    """
+    ensure_state_tables(conn)
+    conn.execute(
+        sql.SQL(
+            "INSERT INTO refdata.key_confirmation (table_name, keys)"
+            " SELECT %s, array_agg({k}::text) FROM {s} HAVING count(*) > 0"
+        ).format(k=sql.Identifier(key_column), s=sql.Identifier(stage)),
+        (table_name,),
+    )
+    conn.execute(
+        "DELETE FROM refdata.key_confirmation"
+        " WHERE table_name = %s AND confirmed_at < now() - make_interval(days => %s)",
+        (table_name, CONFIRMATION_RETENTION_DAYS),
+    )

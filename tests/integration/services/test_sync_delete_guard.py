@@ -160,3 +160,52 @@ def test_a_fact_row_committed_while_the_sync_deletes_is_not_cascaded_away(
     with psycopg.connect(pg_dsn) as pg:
         assert _q(pg, "SELECT * FROM {s}.{fact}", pg_schema) == [(1, "PL202")]
         assert _q(pg, 'SELECT _source FROM {s}.{ref} WHERE "代码" = %s', pg_schema, "PL202") == [("auto_derived",)]
+
+
+@pytest.mark.parametrize(
+    ("protect_hours", "still_referenced", "expected"),
+    [(24, "keep_for_review", "kept"), (0, "keep_for_review", "deleted"), (24, "fail", "failed")],
+)
+def test_keys_checked_by_ensure_references_are_kept_until_their_facts_can_load(
+    pg_dsn: str, pg_schema: str, legacy: tuple[str, str], protect_hours: float, still_referenced: str, expected: str
+) -> None:
+    import pandas as pd
+
+    from airflow_provider_refdata import ForeignKeyConfig, HybridReferenceService
+
+    mysql_dsn, database = legacy
+    source = MySqlSource.from_dsn(mysql_dsn)
+    cfg = _table(pg_schema, database, still_referenced).model_copy(update={"protect_confirmed_hours": protect_hours})
+    with psycopg.connect(pg_dsn, autocommit=True) as pg:
+        _q(pg, 'CREATE TABLE {s}.{ref} ("代码" varchar(16) PRIMARY KEY, "名称" text)', pg_schema)
+    assert ReferenceSyncService(retries=0).sync_table(cfg, source, pg_dsn).rows_inserted == 4
+    fk = ForeignKeyConfig(
+        name="fk_line", source_column="产品线代码", target_schema=pg_schema, target_table=REF, target_key="代码"
+    )
+    facts = pd.DataFrame({"产品线代码": ["PL202", "PL203"]})
+    # A plan-only run confirms nothing; the real check does (its facts will be loaded by a later task).
+    HybridReferenceService().ensure_references("d", facts, [fk], pg_dsn, plan_only=True)
+    with psycopg.connect(pg_dsn) as pg:
+        assert pg.execute(
+            "SELECT count(*) FROM refdata.key_confirmation WHERE table_name = %s", (cfg.qualified_table,)
+        ).fetchone() == (0,)
+    checked = HybridReferenceService().ensure_references("d", facts, [fk], pg_dsn)
+    assert checked.coverage_metrics[0].covered_values == 2 and checked.backfill_count == 0
+    # Before the facts are loaded, PL202 and PL201 leave the source: PL201 goes, PL202 is kept (or fails).
+    conn = mysql_connect(mysql_dsn, database)
+    try:
+        conn.cursor().execute("DELETE FROM product_line WHERE code IN ('PL201', 'PL202')")
+    finally:
+        conn.close()
+    result = ReferenceSyncService(retries=0).sync_table(cfg, source, pg_dsn)
+    with psycopg.connect(pg_dsn) as pg:
+        codes = dict(_q(pg, 'SELECT "代码", _source FROM {s}.{ref}', pg_schema))
+    if expected == "failed":
+        assert result.error is not None and "PL202" in result.error and "protect_confirmed_hours" in result.error
+        assert set(codes) == {"PL201", "PL202", "PL203", "DEFAULT"}
+    elif expected == "kept":
+        assert (result.error, result.rows_deleted, result.rows_kept_referenced) == (None, 1, 1)
+        assert codes == {"PL202": "auto_derived", "PL203": "authoritative", "DEFAULT": "authoritative"}
+    else:
+        assert (result.error, result.rows_deleted, result.rows_kept_referenced) == (None, 2, 0)
+        assert codes == {"PL203": "authoritative", "DEFAULT": "authoritative"}
