@@ -140,13 +140,20 @@ def confirmed_keys(
     limit: int = 5,
 ) -> tuple[int, list[tuple]]:
     """(how many, the first ``limit`` keys) of the rows absent from ``stage`` that ``confirmed`` protects."""
+    return _absent_where(conn, info, stage, key, confirmed, limit)
+
+
+def _absent_where(
+    conn: psycopg.Connection, info: TableInfo, stage: str, key: Sequence[str], predicate: sql.Composable, limit: int
+) -> tuple[int, list[tuple]]:
+    """(how many, the first ``limit`` keys) of the absent authoritative rows ``t`` for which ``predicate`` holds."""
     query = sql.SQL(
-        "SELECT count(*) OVER (), {keys} FROM {t} AS t WHERE {absent} AND {confirmed} ORDER BY {keys} LIMIT {limit}"
+        "SELECT count(*) OVER (), {keys} FROM {t} AS t WHERE {absent} AND {predicate} ORDER BY {keys} LIMIT {limit}"
     ).format(
         keys=sql.SQL(", ").join(sql.Identifier("t", k) for k in key),
         t=table_ref(info.schema, info.table),
         absent=_absent_authoritative(info, stage, key),
-        confirmed=confirmed,
+        predicate=predicate,
         limit=sql.Literal(limit),
     )
     rows = conn.execute(query).fetchall()
@@ -187,17 +194,7 @@ def still_referenced_keys(
     limit: int = 5,
 ) -> tuple[int, list[tuple]]:
     """(how many, the first ``limit`` keys) of the rows absent from ``stage`` that ``constraint`` still needs."""
-    query = sql.SQL(
-        "SELECT count(*) OVER (), {keys} FROM {t} AS t WHERE {absent} AND {referenced} ORDER BY {keys} LIMIT {limit}"
-    ).format(
-        keys=sql.SQL(", ").join(sql.Identifier("t", k) for k in key),
-        t=table_ref(info.schema, info.table),
-        absent=_absent_authoritative(info, stage, key),
-        referenced=_referenced("t", constraint),
-        limit=sql.Literal(limit),
-    )
-    rows = conn.execute(query).fetchall()
-    return (rows[0][0] if rows else 0), [tuple(row[1:]) for row in rows]
+    return _absent_where(conn, info, stage, key, _referenced("t", constraint), limit)
 
 
 def keep_referenced_for_review(
