@@ -518,10 +518,25 @@ def _sync_both_paths(env: Env, cfg: SyncTableConfig, path: str, rows: int, key: 
 
 
 def _resync_rewrites_nothing(env: Env, cfg: SyncTableConfig, rows: int) -> None:
+    """A re-run (upsert) rewrites nothing; so does a ``delete_insert`` run, which only removes what the source
+    lacks (the unrelated ``zz`` row of the ``filled`` path)."""
     before = _xmins(env, cfg.target_table)
     again = _ok(env.sync(cfg))
     assert (again.rows_inserted, again.rows_updated, again.rows_unchanged) == (0, 0, rows)
     assert _xmins(env, cfg.target_table) == before
+    keys = [
+        row[0]
+        for row in env.pg(
+            sql.SQL("SELECT {}::text FROM {}.{}").format(
+                sql.Identifier(cfg.primary_key[0]), sql.Identifier(env.schema), sql.Identifier(cfg.target_table)
+            )
+        )
+    ]
+    replace = _ok(env.sync(cfg.model_copy(update={"sync_mode": "delete_insert"})))
+    removed = 1 if "zz" in keys else 0
+    assert (replace.rows_inserted, replace.rows_updated, replace.rows_deleted) == (0, 0, removed)
+    after = _xmins(env, cfg.target_table)
+    assert len(after) == len(before) - removed and set(after) <= set(before)
 
 
 def _case_params() -> list[Any]:

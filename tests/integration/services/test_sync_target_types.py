@@ -138,6 +138,9 @@ def test_json_array_and_bit_targets_load_and_resync(pg_dsn: str, pg_schema: str,
         again = service.sync_table(cfg, source, pg_dsn)
         assert (again.error, again.rows_updated, again.rows_unchanged) == (None, 0, 3)
         assert _rows(pg, pg_schema) == before
+        replace = service.sync_table(cfg.model_copy(update={"sync_mode": "delete_insert"}), source, pg_dsn)
+        assert (replace.error, replace.rows_updated, replace.rows_deleted) == (None, 0, 0)
+        assert _rows(pg, pg_schema) == before
 
         # One JSON document, one set, one bit changed: exactly that row is rewritten.
         _mysql(legacy, "UPDATE typed SET doc = '{\"a\": [1, 2], \"b\": 2}', tags = 'b', flags = 6 WHERE code = 'K1'")
