@@ -88,8 +88,9 @@ def parse_sources(values: Sequence[str]) -> dict[str, str]:
 
 def run_sync(args: argparse.Namespace) -> int:
     from airflow_provider_refdata.config import load_sync_config
+    from airflow_provider_refdata.services.source_mysql import MySqlSource
     from airflow_provider_refdata.services.source_resolver import source_from_dsn
-    from airflow_provider_refdata.services.sources import MySqlSource, YamlFileSource
+    from airflow_provider_refdata.services.source_yaml import YamlFileSource
     from airflow_provider_refdata.services.sync import ReferenceSyncService, format_summary
 
     config_path = args.config or _default_config()

@@ -87,7 +87,7 @@ def _sync_config(incremental: bool) -> Any:
 def child_refdata(pg: str, mysql: str, mode: str) -> dict[str, Any]:
     import psycopg
 
-    from airflow_provider_refdata.services.sources import MySqlSource
+    from airflow_provider_refdata.services.source_mysql import MySqlSource
     from airflow_provider_refdata.services.sync import ReferenceSyncService
 
     config = _sync_config(incremental=True)
@@ -125,7 +125,7 @@ def child_insert_rows(pg: str, mysql: str) -> dict[str, Any]:
     os.environ["AIRFLOW_CONN_BENCH_WAREHOUSE"] = pg.replace("postgresql://", "postgres://", 1)
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    from airflow_provider_refdata.services.sources import MySqlSource
+    from airflow_provider_refdata.services.source_mysql import MySqlSource
 
     hook = PostgresHook(postgres_conn_id="bench_warehouse")
     source = MySqlSource.from_dsn(mysql)

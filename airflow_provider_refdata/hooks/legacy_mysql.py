@@ -2,7 +2,7 @@
 
 The hook is a :class:`~airflow.providers.mysql.hooks.mysql.MySqlHook` (so ``get_records``, ``get_conn`` and
 the rest work as usual) that also implements the sync service's source protocol: :meth:`stream` delegates
-to :class:`~airflow_provider_refdata.services.sources.MySqlSource`, built from the connection's host, port,
+to :class:`~airflow_provider_refdata.services.source_mysql.MySqlSource`, built from the connection's host, port,
 login, password, schema (database) and extras ``connect_timeout`` / ``read_timeout`` / ``charset``.  The
 hook only supplies connection parameters; streaming, COPY rendering and error wording live in the plain
 Python source so the CLI and tests use the same code without Airflow.  Retries are the service's job.
@@ -18,7 +18,8 @@ from typing import Any
 
 from airflow.providers.mysql.hooks.mysql import MySqlHook
 
-from airflow_provider_refdata.services.sources import DEFAULT_TIMEOUT_SECONDS, MySqlSource, SourceColumn, SourceRead
+from airflow_provider_refdata.services.source_mysql import MySqlSource
+from airflow_provider_refdata.services.sources import DEFAULT_TIMEOUT_SECONDS, SourceColumn, SourceRead
 
 
 class LegacyMySqlHook(MySqlHook):

@@ -60,7 +60,7 @@ def source_from_dsn(dsn: str, source_type: str | None = None) -> Any:
             value=scheme or None,
         )
     if kind == "legacy_mysql":
-        from airflow_provider_refdata.services.sources import MySqlSource
+        from airflow_provider_refdata.services.source_mysql import MySqlSource
 
         return MySqlSource.from_dsn(dsn)
     if kind == "postgres":
@@ -104,7 +104,7 @@ def source_from_env(prefix: str, source_type: str, environ: Mapping[str, str] | 
         "database": env[f"{prefix}_DATABASE"],
     }
     if source_type == "legacy_mysql":
-        from airflow_provider_refdata.services.sources import MySqlSource
+        from airflow_provider_refdata.services.source_mysql import MySqlSource
 
         return MySqlSource(port=port or 3306, **fields)
     if source_type == "postgres":
