@@ -54,6 +54,11 @@ from airflow_provider_refdata.services.sources import (
     SourceUnavailableError,
     clean_value,
 )
+from airflow_provider_refdata.services.type_mapping import (
+    NUMERIC_TYPE_NAMES,
+    sql_type_to_postgres,
+    type_from_description,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_refdata.config import SyncTableConfig
@@ -148,166 +153,6 @@ def _bind(placeholder: str, *values: Any) -> tuple[list[str], Any, bool]:
     if re.fullmatch(r"[:$]\d+", placeholder):
         return [f"{placeholder[0]}{i + 1}" for i in range(len(values))], tuple(values), percent
     return [placeholder] * len(values), tuple(values), percent
-
-
-# ----------------------------------------------------------------------------------------------------------
-# types (describe_columns)
-# ----------------------------------------------------------------------------------------------------------
-
-_TYPE_TEXT = re.compile(
-    r"\s*(?P<name>[A-Za-z_]\w*(?:\s+[A-Za-z_]\w*)*)\s*(?:\((?P<args>[^)]*)\))?\s*(?P<rest>.*)", re.DOTALL
-)
-_SIMPLE_TYPES: dict[str, str] = {
-    "smallint": "smallint",
-    "int2": "smallint",
-    "tinyint": "smallint",
-    "int": "integer",
-    "integer": "integer",
-    "int4": "integer",
-    "mediumint": "integer",
-    "bigint": "bigint",
-    "int8": "bigint",
-    "real": "real",
-    "float4": "real",
-    "binary_float": "real",
-    "float": "double precision",
-    "float8": "double precision",
-    "double": "double precision",
-    "double precision": "double precision",
-    "binary_double": "double precision",
-    "bool": "boolean",
-    "boolean": "boolean",
-    "bit": "boolean",
-    "date": "date",
-    "datetime": "timestamp",
-    "datetime2": "timestamp",
-    "smalldatetime": "timestamp",
-    "timestamp": "timestamp",
-    "timestamp without time zone": "timestamp",
-    "timestamptz": "timestamptz",
-    "timestamp with time zone": "timestamptz",
-    "datetimeoffset": "timestamptz",
-    "time": "time",
-    "time without time zone": "time",
-    "text": "text",
-    "ntext": "text",
-    "clob": "text",
-    "nclob": "text",
-    "tinytext": "text",
-    "mediumtext": "text",
-    "longtext": "text",
-    "string": "text",
-    "blob": "bytea",
-    "bytea": "bytea",
-    "binary": "bytea",
-    "varbinary": "bytea",
-    "image": "bytea",
-    "raw": "bytea",
-    "longblob": "bytea",
-    "json": "jsonb",
-    "jsonb": "jsonb",
-    "uuid": "uuid",
-    "uniqueidentifier": "uuid",
-}
-_VARCHARS = frozenset(
-    {"char", "character", "nchar", "varchar", "character varying", "nvarchar", "varchar2", "nvarchar2", "bpchar"}
-)
-_NUMERICS = frozenset({"numeric", "decimal", "number", "dec"})
-
-
-def sql_type_to_postgres(declared: str | None, *, sqlite: bool = False) -> str:
-    """The PostgreSQL type for a declared SQL column type (best effort; never raises).
-
-    Declared type (case-insensitive) → PostgreSQL type:
-
-    * ``char(n)``, ``varchar(n)``, ``nvarchar(n)``, ``varchar2(n)`` → ``varchar(n)`` (no length or ``max``:
-      ``text``); ``text``, ``clob``, ``ntext``, ``*text``, ``string`` → ``text``;
-    * ``smallint``/``tinyint`` → ``smallint``, ``int``/``integer`` → ``integer``, ``bigint`` → ``bigint``;
-    * ``numeric(p,s)``, ``decimal(p,s)``, ``number(p,s)`` → ``numeric(p,s)`` (no precision: ``numeric``);
-    * ``real``/``float4`` → ``real``; ``float``/``double``/``float8`` → ``double precision``;
-    * ``bool``/``boolean``/``bit`` → ``boolean``;
-    * ``date`` → ``date``; ``datetime``/``timestamp(n)`` → ``timestamp(n)``; ``timestamp(n) with time zone``
-      → ``timestamptz(n)``; ``time(n)`` → ``time(n)`` (fractional digits at most 6);
-    * ``blob``/``binary``/``varbinary``/``bytea``/``raw``/``image`` → ``bytea``;
-    * ``json`` → ``jsonb``; ``uuid``/``uniqueidentifier`` → ``uuid``;
-    * anything else by SQLite's affinity rules: a name containing ``INT`` → ``bigint``, ``CHAR``/``CLOB``/
-      ``TEXT`` → ``text``, ``BLOB`` → ``bytea``, ``REAL``/``FLOA``/``DOUB`` → ``double precision``; else
-      (and no type at all) ``text``.
-
-    :param declared: the type as the source declares it (``VARCHAR(16)``, ``DECIMAL(18, 2)``), or ``None``.
-    :param sqlite: the type is SQLite's: every integer type holds 64 bits (``bigint``), ``REAL``/``FLOAT`` is
-        an 8-byte float (``double precision``); an empty type is ``text`` either way.
-    """
-    text = (declared or "").strip().lower()
-    if not text:
-        return "text"
-    match = _TYPE_TEXT.fullmatch(text)
-    name = re.sub(r"\s+", " ", match.group("name")) if match else text
-    args = [a.strip() for a in (match.group("args") or "").split(",") if a.strip()] if match else []
-    rest = match.group("rest") if match else ""
-    if sqlite and "int" in name:
-        return "bigint"
-    if name in _VARCHARS or name.endswith(" varying"):
-        if args and args[0].isdigit() and int(args[0]) > 0:
-            return f"varchar({int(args[0])})"
-        return "text"
-    if name in _NUMERICS:
-        digits = [a for a in args if re.fullmatch(r"-?\d+", a)]
-        if len(digits) == 2 and int(digits[0]) > 0:
-            return f"numeric({int(digits[0])},{max(int(digits[1]), 0)})"
-        if len(digits) == 1 and int(digits[0]) > 0:
-            return f"numeric({int(digits[0])})"
-        return "numeric"
-    words = f"{name} {rest}".split()
-    if words[0] in ("timestamp", "time", "timestamptz", "timetz"):
-        zoned = words[0].endswith("tz") or words[1:4] == ["with", "time", "zone"]
-        pg_type = ("timestamp" if words[0].startswith("timestamp") else "time") + ("tz" if zoned else "")
-        fraction = args[0] if args and args[0].isdigit() else None
-        return f"{pg_type}({min(int(fraction), 6)})" if fraction is not None else pg_type
-    if sqlite and name in ("real", "float", "float4", "double"):
-        return "double precision"  # SQLite's REAL is an 8-byte float
-    if name in _SIMPLE_TYPES:
-        return _SIMPLE_TYPES[name]
-    # SQLite's affinity rules (https://www.sqlite.org/datatype3.html), also a fair guess elsewhere.
-    if "int" in name:
-        return "bigint"
-    if any(part in name for part in ("char", "clob", "text")):
-        return "text"
-    if "blob" in name:
-        return "bytea"
-    if any(part in name for part in ("real", "floa", "doub")):
-        return "double precision"
-    return "text"
-
-
-def _type_from_description(column: Sequence[Any], module: Any) -> tuple[str, str]:
-    """``(pg_type, source type text)`` from one ``cursor.description`` entry (DB-API type objects)."""
-    type_code = column[1] if len(column) > 1 else None
-    display = getattr(column, "type_display", None)  # psycopg 3: "character varying(16)", "numeric(18,2)"
-    if isinstance(display, str) and display:
-        return sql_type_to_postgres(display), display
-    if isinstance(type_code, str) and type_code:
-        return sql_type_to_postgres(type_code), type_code
-    internal_size = column[3] if len(column) > 3 else None
-    precision = column[4] if len(column) > 4 else None
-    scale = column[5] if len(column) > 5 else None
-    for kind in ("STRING", "NUMBER", "DATETIME", "BINARY"):
-        type_object = getattr(module, kind, None)
-        try:
-            matches = type_object is not None and type_code is not None and type_code == type_object
-        except Exception:  # a driver's type object that cannot compare
-            matches = False
-        if not matches:
-            continue
-        if kind == "STRING":
-            size = internal_size if isinstance(internal_size, int) and 0 < internal_size < 10_485_760 else None
-            return (f"varchar({size})" if size else "text"), "STRING"
-        if kind == "NUMBER":
-            if isinstance(precision, int) and precision > 0 and isinstance(scale, int) and scale >= 0:
-                return f"numeric({precision},{scale})", "NUMBER"
-            return "numeric", "NUMBER"
-        return ("timestamp" if kind == "DATETIME" else "bytea"), kind
-    return "text", str(type_code) if type_code is not None else ""
 
 
 def _driver_module(conn: Any) -> Any:
@@ -701,7 +546,7 @@ class SqlSource:
             data_type = _text(data_type).lower()
             if length is not None and int(length) > 0:
                 declared = f"{data_type}({int(length)})"
-            elif data_type in _NUMERICS and precision is not None:
+            elif data_type in NUMERIC_TYPE_NAMES and precision is not None:
                 declared = f"{data_type}({int(precision)},{int(scale or 0)})"
             else:
                 declared = data_type
@@ -722,7 +567,7 @@ class SqlSource:
         module = _driver_module(conn)
         described: dict[str, tuple[str, bool, str]] = {}
         for name, column in zip(columns, description, strict=False):
-            pg_type, source_type = _type_from_description(column, module)
+            pg_type, source_type = type_from_description(column, module)
             null_ok = column[6] if len(column) > 6 else None
             described[name] = (pg_type, True if null_ok is None else bool(null_ok), source_type)
         return described

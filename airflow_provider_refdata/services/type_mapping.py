@@ -24,7 +24,10 @@ tables"); each choice holds every value the MySQL type can hold, *as the MySQL s
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class UnmappableTypeError(ValueError):
@@ -144,3 +147,163 @@ def mysql_to_postgres(column: MySqlType) -> str:
 def _fsp(column: MySqlType) -> int:
     """Fractional-second precision 0..6 (MySQL's range, also PostgreSQL's)."""
     return min(max(int(column.datetime_precision or 0), 0), 6)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Generic SQL sources (SqlSource.describe_columns): declared type names and DB-API descriptions
+# ----------------------------------------------------------------------------------------------------------
+
+_TYPE_TEXT = re.compile(
+    r"\s*(?P<name>[A-Za-z_]\w*(?:\s+[A-Za-z_]\w*)*)\s*(?:\((?P<args>[^)]*)\))?\s*(?P<rest>.*)", re.DOTALL
+)
+_SIMPLE_TYPES: dict[str, str] = {
+    "smallint": "smallint",
+    "int2": "smallint",
+    "tinyint": "smallint",
+    "int": "integer",
+    "integer": "integer",
+    "int4": "integer",
+    "mediumint": "integer",
+    "bigint": "bigint",
+    "int8": "bigint",
+    "real": "real",
+    "float4": "real",
+    "binary_float": "real",
+    "float": "double precision",
+    "float8": "double precision",
+    "double": "double precision",
+    "double precision": "double precision",
+    "binary_double": "double precision",
+    "bool": "boolean",
+    "boolean": "boolean",
+    "bit": "boolean",
+    "date": "date",
+    "datetime": "timestamp",
+    "datetime2": "timestamp",
+    "smalldatetime": "timestamp",
+    "timestamp": "timestamp",
+    "timestamp without time zone": "timestamp",
+    "timestamptz": "timestamptz",
+    "timestamp with time zone": "timestamptz",
+    "datetimeoffset": "timestamptz",
+    "time": "time",
+    "time without time zone": "time",
+    "text": "text",
+    "ntext": "text",
+    "clob": "text",
+    "nclob": "text",
+    "tinytext": "text",
+    "mediumtext": "text",
+    "longtext": "text",
+    "string": "text",
+    "blob": "bytea",
+    "bytea": "bytea",
+    "binary": "bytea",
+    "varbinary": "bytea",
+    "image": "bytea",
+    "raw": "bytea",
+    "longblob": "bytea",
+    "json": "jsonb",
+    "jsonb": "jsonb",
+    "uuid": "uuid",
+    "uniqueidentifier": "uuid",
+}
+_VARCHARS = frozenset(
+    {"char", "character", "nchar", "varchar", "character varying", "nvarchar", "varchar2", "nvarchar2", "bpchar"}
+)
+NUMERIC_TYPE_NAMES = frozenset({"numeric", "decimal", "number", "dec"})
+
+
+def sql_type_to_postgres(declared: str | None, *, sqlite: bool = False) -> str:
+    """The PostgreSQL type for a declared SQL column type (best effort; never raises).
+
+    Declared type (case-insensitive) → PostgreSQL type:
+
+    * ``char(n)``, ``varchar(n)``, ``nvarchar(n)``, ``varchar2(n)`` → ``varchar(n)`` (no length or ``max``:
+      ``text``); ``text``, ``clob``, ``ntext``, ``*text``, ``string`` → ``text``;
+    * ``smallint``/``tinyint`` → ``smallint``, ``int``/``integer`` → ``integer``, ``bigint`` → ``bigint``;
+    * ``numeric(p,s)``, ``decimal(p,s)``, ``number(p,s)`` → ``numeric(p,s)`` (no precision: ``numeric``);
+    * ``real``/``float4`` → ``real``; ``float``/``double``/``float8`` → ``double precision``;
+    * ``bool``/``boolean``/``bit`` → ``boolean``;
+    * ``date`` → ``date``; ``datetime``/``timestamp(n)`` → ``timestamp(n)``; ``timestamp(n) with time zone``
+      → ``timestamptz(n)``; ``time(n)`` → ``time(n)`` (fractional digits at most 6);
+    * ``blob``/``binary``/``varbinary``/``bytea``/``raw``/``image`` → ``bytea``;
+    * ``json`` → ``jsonb``; ``uuid``/``uniqueidentifier`` → ``uuid``;
+    * anything else by SQLite's affinity rules: a name containing ``INT`` → ``bigint``, ``CHAR``/``CLOB``/
+      ``TEXT`` → ``text``, ``BLOB`` → ``bytea``, ``REAL``/``FLOA``/``DOUB`` → ``double precision``; else
+      (and no type at all) ``text``.
+
+    :param declared: the type as the source declares it (``VARCHAR(16)``, ``DECIMAL(18, 2)``), or ``None``.
+    :param sqlite: the type is SQLite's: every integer type holds 64 bits (``bigint``), ``REAL``/``FLOAT`` is
+        an 8-byte float (``double precision``); an empty type is ``text`` either way.
+    """
+    text = (declared or "").strip().lower()
+    if not text:
+        return "text"
+    match = _TYPE_TEXT.fullmatch(text)
+    name = re.sub(r"\s+", " ", match.group("name")) if match else text
+    args = [a.strip() for a in (match.group("args") or "").split(",") if a.strip()] if match else []
+    rest = match.group("rest") if match else ""
+    if sqlite and "int" in name:
+        return "bigint"
+    if name in _VARCHARS or name.endswith(" varying"):
+        if args and args[0].isdigit() and int(args[0]) > 0:
+            return f"varchar({int(args[0])})"
+        return "text"
+    if name in NUMERIC_TYPE_NAMES:
+        digits = [a for a in args if re.fullmatch(r"-?\d+", a)]
+        if len(digits) == 2 and int(digits[0]) > 0:
+            return f"numeric({int(digits[0])},{max(int(digits[1]), 0)})"
+        if len(digits) == 1 and int(digits[0]) > 0:
+            return f"numeric({int(digits[0])})"
+        return "numeric"
+    words = f"{name} {rest}".split()
+    if words[0] in ("timestamp", "time", "timestamptz", "timetz"):
+        zoned = words[0].endswith("tz") or words[1:4] == ["with", "time", "zone"]
+        pg_type = ("timestamp" if words[0].startswith("timestamp") else "time") + ("tz" if zoned else "")
+        fraction = args[0] if args and args[0].isdigit() else None
+        return f"{pg_type}({min(int(fraction), 6)})" if fraction is not None else pg_type
+    if sqlite and name in ("real", "float", "float4", "double"):
+        return "double precision"  # SQLite's REAL is an 8-byte float
+    if name in _SIMPLE_TYPES:
+        return _SIMPLE_TYPES[name]
+    # SQLite's affinity rules (https://www.sqlite.org/datatype3.html), also a fair guess elsewhere.
+    if "int" in name:
+        return "bigint"
+    if any(part in name for part in ("char", "clob", "text")):
+        return "text"
+    if "blob" in name:
+        return "bytea"
+    if any(part in name for part in ("real", "floa", "doub")):
+        return "double precision"
+    return "text"
+
+
+def type_from_description(column: Sequence[Any], module: Any) -> tuple[str, str]:
+    """``(pg_type, source type text)`` from one ``cursor.description`` entry (DB-API type objects)."""
+    type_code = column[1] if len(column) > 1 else None
+    display = getattr(column, "type_display", None)  # psycopg 3: "character varying(16)", "numeric(18,2)"
+    if isinstance(display, str) and display:
+        return sql_type_to_postgres(display), display
+    if isinstance(type_code, str) and type_code:
+        return sql_type_to_postgres(type_code), type_code
+    internal_size = column[3] if len(column) > 3 else None
+    precision = column[4] if len(column) > 4 else None
+    scale = column[5] if len(column) > 5 else None
+    for kind in ("STRING", "NUMBER", "DATETIME", "BINARY"):
+        type_object = getattr(module, kind, None)
+        try:
+            matches = type_object is not None and type_code is not None and type_code == type_object
+        except Exception:  # a driver's type object that cannot compare
+            matches = False
+        if not matches:
+            continue
+        if kind == "STRING":
+            size = internal_size if isinstance(internal_size, int) and 0 < internal_size < 10_485_760 else None
+            return (f"varchar({size})" if size else "text"), "STRING"
+        if kind == "NUMBER":
+            if isinstance(precision, int) and precision > 0 and isinstance(scale, int) and scale >= 0:
+                return f"numeric({precision},{scale})", "NUMBER"
+            return "numeric", "NUMBER"
+        return ("timestamp" if kind == "DATETIME" else "bytea"), kind
+    return "text", str(type_code) if type_code is not None else ""

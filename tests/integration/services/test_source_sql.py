@@ -29,9 +29,10 @@ from psycopg import sql
 
 from airflow_provider_refdata.config import ReferenceSyncConfig
 from airflow_provider_refdata.exceptions import RefdataSourceError
-from airflow_provider_refdata.services.source_sql import SqlSource, sql_type_to_postgres
+from airflow_provider_refdata.services.source_sql import SqlSource
 from airflow_provider_refdata.services.sources import SourceColumn, SourceUnavailableError
 from airflow_provider_refdata.services.sync import ReferenceSyncService
+from airflow_provider_refdata.services.type_mapping import sql_type_to_postgres
 from tests.conftest import airflow_conn_uri, mysql_connect
 
 TARGET = "年金计划"
