@@ -39,6 +39,10 @@ _EXPORTS: dict[str, str] = {
     "ReferenceSyncService": "airflow_provider_refdata.services.sync",
     "GenericBackfillService": "airflow_provider_refdata.services.backfill",
     "HybridReferenceService": "airflow_provider_refdata.services.hybrid",
+    "ReferenceHealthService": "airflow_provider_refdata.services.health",
+    "check_alerts": "airflow_provider_refdata.services.alerts",
+    "TableHealth": "airflow_provider_refdata.results",
+    "Alert": "airflow_provider_refdata.results",
 }
 
 __all__ = ["__version__", "get_provider_info", *_EXPORTS]

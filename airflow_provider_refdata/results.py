@@ -112,6 +112,10 @@ class HybridResult(_Result):
     """Outcome of ``HybridReferenceService.ensure_references``: coverage, backfill and ratios."""
 
     domain: str
+    run_id: str | None = Field(
+        None,
+        description="the call's run id (uuid4): first_seen_run / last_seen_run of refdata.placeholder rows",
+    )
     pre_load_available: bool = False
     pre_load_coverage: float = 1.0
     coverage_metrics: list[CoverageMetrics] = Field(default_factory=list)
@@ -128,3 +132,67 @@ class HybridResult(_Result):
     duration_seconds: float = 0.0
     plan_only: bool = False
     coverage_only: bool = Field(False, description="a coverage check: measured only, nothing backfilled")
+
+
+class AgeBuckets(_Result):
+    """Open placeholders by age (exclusive buckets; the age is taken at ``TableHealth.taken_at``)."""
+
+    up_to_1d: int = Field(0, description="open placeholders at most 1 day old")
+    up_to_7d: int = Field(0, description="older than 1 day, at most 7 days")
+    up_to_30d: int = Field(0, description="older than 7 days, at most 30 days")
+    older: int = Field(0, description="older than 30 days")
+    unknown: int = Field(0, description="no derivation time recorded (_derived_at NULL)")
+
+
+class HealthFilters(_Result):
+    """The filters a health check ran with (``None`` = not filtered on that)."""
+
+    domain: str | None = None
+    source: Literal["authoritative", "auto_derived"] | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class TableHealth(_Result):
+    """Health of one reference table: how much of it is auto-derived, in review, and how old the open keys are."""
+
+    table: str = Field(description="schema-qualified reference table")
+    taken_at: datetime | None = Field(None, description="database time of the check (ages are measured from it)")
+    total_rows: int = 0
+    authoritative_rows: int = 0
+    auto_derived_rows: int = 0
+    needs_review_rows: int = 0
+    auto_derived_ratio: float = Field(0.0, description="auto-derived rows / all rows (0.0 for an empty table)")
+    open_placeholders: int = 0
+    oldest_open_placeholder_at: datetime | None = None
+    newest_open_placeholder_at: datetime | None = None
+    oldest_open_placeholder_age_days: float | None = None
+    newest_open_placeholder_age_days: float | None = None
+    age_buckets: AgeBuckets = Field(default_factory=AgeBuckets)
+    domains: list[str] = Field(default_factory=list, description="domains that derived rows or use open placeholders")
+    rows_by_domain: dict[str, int] = Field(
+        default_factory=dict, description="auto-derived rows per _derived_from_domain"
+    )
+    placeholder_source: Literal["provenance", "tracking_columns"] | None = Field(
+        None,
+        description="where the open placeholders were read: refdata.placeholder (provenance) or, before it "
+        "exists, the table's own auto-derived rows in review (tracking_columns)",
+    )
+    filters: HealthFilters | None = None
+    duration_seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Alert(_Result):
+    """One alert raised by ``check_alerts`` on a table's health."""
+
+    table: str = Field(description="schema-qualified reference table")
+    rule: Literal["auto_derived_ratio", "needs_review_count", "placeholder_age_days", "health_check_failed"]
+    level: Literal["warn", "fail"]
+    value: float | None = Field(None, description="the measured value (None for a failed health check)")
+    threshold: float | None = Field(None, description="the threshold it is strictly above")
+    message: str

@@ -8,7 +8,8 @@ Nothing in the configuration is ever evaluated as code: aggregations are a close
 templates only substitute ``{column}`` placeholders (with an optional date or number format spec).
 
 The modules: :mod:`._common` (field types, base model), :mod:`.foreign_keys` (FK models, processing
-order), :mod:`.sync` (sync table and source models), :mod:`.loading` (YAML, line numbers, errors).
+order), :mod:`.sync` (sync table and source models), :mod:`.health` (the ``health:`` alert rules of
+``reference_sync.yml``), :mod:`.loading` (YAML, line numbers, errors).
 The reference for every key is ``docs/configuration.md``; the JSON Schemas in ``schemas/`` are generated
 from the models by :mod:`airflow_provider_refdata.config_schema`.
 """
@@ -24,6 +25,13 @@ from airflow_provider_refdata.config.foreign_keys import (
     ForeignKeyConfig,
     ForeignKeysFileConfig,
     processing_order,
+)
+from airflow_provider_refdata.config.health import (
+    CountLevels,
+    DaysLevels,
+    HealthConfig,
+    HealthTableRules,
+    RatioLevels,
 )
 from airflow_provider_refdata.config.loading import load_fk_configs, load_fk_domains, load_sync_config
 from airflow_provider_refdata.config.sync import (
@@ -45,13 +53,18 @@ __all__ = [
     "BackfillColumn",
     "ColumnMapping",
     "ConfigFileSourceConfig",
+    "CountLevels",
     "DatabaseSourceConfig",
+    "DaysLevels",
     "DomainConfig",
     "ForeignKeyConfig",
     "ForeignKeysFileConfig",
+    "HealthConfig",
+    "HealthTableRules",
     "IncrementalConfig",
     "LegacyMySqlSourceConfig",
     "PostgresSourceConfig",
+    "RatioLevels",
     "ReferenceSyncConfig",
     "SqlSourceConfig",
     "SyncTableConfig",

@@ -37,6 +37,7 @@ from airflow_provider_refdata.config._common import (
     _Stripped,
     _unique,
 )
+from airflow_provider_refdata.config.health import HealthConfig
 
 # --------------------------------------------------------------------------------------------------------
 # reference_sync.yml
@@ -433,6 +434,10 @@ class ReferenceSyncConfig(_ConfigModel):
         "a table starts only after its depends_on tables finished.",
     )
     tables: list[SyncTableConfig] = Field(description="Reference tables to sync.")
+    health: HealthConfig | None = Field(
+        None, description="Alert rules on the health of the reference tables (auto-derived ratio, needs review, "
+        "placeholder age); absent = only failed health checks alert."
+    )
     source_path: SkipJsonSchema[Path | None] = Field(None, exclude=True)
 
     @model_validator(mode="after")

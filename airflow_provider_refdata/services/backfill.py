@@ -81,8 +81,16 @@ from airflow_provider_refdata.warehouse.backfill import (
 )
 from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
-from airflow_provider_refdata.warehouse.coverage import KEY_COLUMN, measure_coverage, stage_earlier_keys, stage_keys
+from airflow_provider_refdata.warehouse.coverage import (
+    KEY_COLUMN,
+    CoverageCounts,
+    measure_coverage,
+    stage_earlier_keys,
+    stage_keys,
+)
+from airflow_provider_refdata.warehouse.placeholders import fact_row_counts, record_placeholders
 from airflow_provider_refdata.warehouse.state import (
+    ensure_state_tables,
     lock_name,
     lock_names,
     record_confirmed_keys,
@@ -270,6 +278,7 @@ class GenericBackfillService:
         plan_only: bool = False,
         domain: str | None = None,
         earlier: dict[str, list[str]] | None = None,
+        run_id: str | None = None,
     ) -> TableOutcome:
         """Coverage and (unless ``backfill`` is false) backfill of one FK configuration, isolated.
 
@@ -287,6 +296,9 @@ class GenericBackfillService:
         :param earlier: per qualified table targeted by several FK configurations of the call (see
             :func:`shared_tables`), the keys the call's earlier configurations inserted (in plan mode: would
             insert); coverage is measured as before them, and this configuration's keys are added.
+        :param run_id: the ``ensure_references`` run id; when given, a writing unit records the provenance of
+            the table's auto-derived keys in ``refdata.placeholder``, in the same transaction
+            (:func:`~airflow_provider_refdata.warehouse.placeholders.record_placeholders`).
         """
         table = fk.qualified_table
         coverage = CoverageMetrics(fk_name=fk.name, table=table)
@@ -298,10 +310,13 @@ class GenericBackfillService:
             coverage.blank_rows = keys.blank_rows
             coverage.total_fk_values = result.candidates = keys.total
             writes = backfill and not plan_only
+            shared_before = bool(earlier and earlier.get(table))  # keys an earlier configuration inserted
             with pg.transaction() as tx:
-                self._process(
+                seen = self._process(
                     pg, df, fk, keys, coverage, result, backfill, writes, domain or self.domain, notes, earlier, added
                 )
+                if writes and run_id is not None and seen is not None:
+                    _record_provenance(pg, fk, keys, *seen, shared_before, domain or self.domain, run_id)
                 if not writes:
                     # Plan and coverage-only runs leave no trace, not even the stages.
                     raise psycopg.Rollback(tx)
@@ -333,7 +348,8 @@ class GenericBackfillService:
         notes: list[str],
         earlier: dict[str, list[str]] | None,
         added: list[str],
-    ) -> None:
+    ) -> tuple[TableInfo, CoverageCounts] | None:
+        """The unit's work; returns the table's catalog entry and coverage counts (``None``: no keys)."""
         if writes:
             # First statement of the table's unit: the table's lock covers the tracking DDL, the coverage that
             # decides what is missing and the insert (the sync takes the same lock before its DDL and merge).
@@ -343,7 +359,7 @@ class GenericBackfillService:
             ensure_tracking_columns(pg, fk.target_schema, fk.target_table)
             info = _reference_table(pg, fk)
         if keys.total == 0:
-            return
+            return None
         stage_keys(pg, _KEY_STAGE, keys.keys, info.columns[fk.target_key])
         # Keys of this table written earlier in this call (another FK config on the same table), if any.
         shared = earlier is not None and fk.qualified_table in earlier
@@ -366,7 +382,7 @@ class GenericBackfillService:
         fill = fk.mode == "fill_null_only"
         if not backfill or not (counts.missing_positions or fill):
             result.skipped = keys.total - result.rejected
-            return
+            return info, counts
         # fill_null_only needs values for existing keys too; otherwise only the missing keys are derived.
         missing = np.asarray(counts.missing_positions, dtype=np.intp)
         if fill:
@@ -418,6 +434,39 @@ class GenericBackfillService:
             result.updated,
             result.template_unparsed,
         )
+        return info, counts
+
+
+def _record_provenance(
+    pg: psycopg.Connection,
+    fk: ForeignKeyConfig,
+    keys: FactKeys,
+    info: TableInfo,
+    counts: CoverageCounts,
+    shared_before: bool,
+    domain: str,
+    run_id: str,
+) -> None:
+    """Record the auto-derived keys of this unit in ``refdata.placeholder`` (inside the unit, under its lock).
+
+    Under the table's lock the keys the coverage found missing are exactly the ones this unit inserts, so
+    when the coverage saw no auto-derived key (and no earlier configuration of the call inserted any) only
+    the missing positions are staged; otherwise every position is, and the join on the reference table keeps
+    the auto-derived ones.  Nothing is staged when no key can be auto-derived.  The keys are the coverage's
+    own normalised distinct keys (blank rules, trimming, numbers without ``.0``); their fact-row counts come
+    from the same factorisation (``keys.codes``), so no per-row work happens on the server.
+    """
+    if counts.auto_derived or shared_before:
+        positions = np.arange(keys.total, dtype=np.int64)
+    else:
+        positions = np.asarray(counts.missing_positions, dtype=np.int64)
+    if len(positions) == 0:
+        return
+    ensure_state_tables(pg)
+    used = fact_row_counts(keys.codes, keys.total)
+    record_placeholders(
+        pg, fk.qualified_table, info, fk.target_key, keys.keys[positions], used[positions], domain=domain, run_id=run_id
+    )
 
 
 def _reference_table(pg: psycopg.Connection, fk: ForeignKeyConfig) -> TableInfo:

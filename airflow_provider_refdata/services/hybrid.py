@@ -11,6 +11,11 @@
    table) and overall; a **warning** for each ratio strictly greater than its threshold;
 4. one ``refdata.run_log`` row with the :class:`~airflow_provider_refdata.results.HybridResult` as jsonb.
 
+Each call has a ``run_id`` (uuid4, in the result and so in the run log).  A writing call records, inside each
+table's unit, the provenance of the table's auto-derived keys in ``refdata.placeholder`` (first / last seen
+with their run id, domains, fact rows that used the key); see
+:mod:`~airflow_provider_refdata.warehouse.placeholders`.  Plan-only and coverage-only calls record nothing.
+
 Inside a caller's open transaction (the per-table units are savepoints, whose advisory locks last until the
 caller commits), a writing call first takes the locks of every table it will write, in one canonical order,
 before the pre-load and the first table: two callers with overlapping tables in different dependency orders
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -128,7 +134,8 @@ class HybridReferenceService:
         order = processing_order(fk_configs)
         backfill = self.backfill_service or GenericBackfillService(domain)
         problems: list[str] = []
-        result = HybridResult(domain=domain, plan_only=plan_only, coverage_only=coverage_only)
+        run_id = str(uuid.uuid4())
+        result = HybridResult(domain=domain, run_id=run_id, plan_only=plan_only, coverage_only=coverage_only)
         with warehouse_connection(conn) as pg:
             was_idle = pg.info.transaction_status == TransactionStatus.IDLE
             if not coverage_only and not plan_only:
@@ -145,7 +152,14 @@ class HybridReferenceService:
                     outcomes.append(_skipped(fk))
                     continue
                 outcome = backfill.process_table(
-                    pg, df, fk, backfill=not coverage_only, plan_only=plan_only, domain=domain, earlier=earlier
+                    pg,
+                    df,
+                    fk,
+                    backfill=not coverage_only,
+                    plan_only=plan_only,
+                    domain=domain,
+                    earlier=earlier,
+                    run_id=run_id,
                 )
                 if outcome.error:
                     problems.append(f"{fk.qualified_table} ({fk.name}): {outcome.error}")

@@ -57,7 +57,7 @@ from airflow_provider_refdata.services.sources import (
 )
 from airflow_provider_refdata.services.sync_schedule import run_in_order, run_in_parallel
 from airflow_provider_refdata.textable import text_table
-from airflow_provider_refdata.warehouse import conversions, merge
+from airflow_provider_refdata.warehouse import conversions, merge, placeholders
 from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection, warehouse_connector
 from airflow_provider_refdata.warehouse.sqlbits import ident_list, table_ref
@@ -543,6 +543,9 @@ class ReferenceSyncService:
                         pg, info, STAGE_NAME, columns, key, probe_by_key=small
                     )
                     result.rows_inserted, result.rows_updated, result.rows_promoted = inserted, updated, promoted
+                    if promoted and len(key) == 1:
+                        # Same transaction: the promoted keys' open placeholders close with the merge.
+                        placeholders.close_promoted(pg, cfg.qualified_table, info, STAGE_NAME, key[0])
                     if cfg.sync_mode == "delete_insert":
                         sync_checks.delete_absent(pg, cfg, info, key, result)
         except psycopg.errors.UniqueViolation:

@@ -4,7 +4,9 @@
 written in the same transaction as the data it describes.  ``refdata.run_log`` has one row per sync table
 run and per ``ensure_references`` call, with the result model as jsonb.  ``refdata.key_confirmation`` has
 one row per writing ``ensure_references`` and reference table: the keys the facts use (one array), so a
-``delete_insert`` sync does not delete a key whose facts may not have been loaded yet.
+``delete_insert`` sync does not delete a key whose facts may not have been loaded yet.  ``refdata.placeholder``
+has one row per (reference table, auto-derived key) with its provenance (first/last seen, domains, fact-row
+counts, resolution); its SQL is in :mod:`~airflow_provider_refdata.warehouse.placeholders`.
 """
 
 from __future__ import annotations
@@ -54,8 +56,39 @@ CREATE TABLE IF NOT EXISTS refdata.key_confirmation (
     keys         text[] NOT NULL
 );
 CREATE INDEX IF NOT EXISTS key_confirmation_table_idx ON refdata.key_confirmation (table_name, confirmed_at);
+CREATE TABLE IF NOT EXISTS refdata.health_snapshot (
+    id                 bigserial PRIMARY KEY,
+    taken_at           timestamptz NOT NULL,
+    table_name         text NOT NULL,
+    filtered           boolean NOT NULL DEFAULT false,
+    total_rows         bigint,
+    auto_derived_rows  bigint,
+    needs_review_rows  bigint,
+    auto_derived_ratio double precision,
+    open_placeholders  bigint,
+    error              text,
+    health             jsonb NOT NULL
+);
+CREATE INDEX IF NOT EXISTS health_snapshot_table_idx ON refdata.health_snapshot (table_name, taken_at);
+CREATE TABLE IF NOT EXISTS refdata.placeholder (
+    table_name      text        NOT NULL,
+    key             text        NOT NULL,
+    first_seen_at   timestamptz NOT NULL,
+    first_seen_run  text        NOT NULL,
+    last_seen_at    timestamptz NOT NULL,
+    last_seen_run   text        NOT NULL,
+    domains         text[]      NOT NULL,
+    fact_rows_total bigint      NOT NULL,
+    fact_rows_last  bigint      NOT NULL,
+    resolution      text,
+    resolved_at     timestamptz,
+    resolved_by     text,
+    PRIMARY KEY (table_name, key)
+) WITH (fillfactor = 70);  -- every run rewrites last_seen_*: room on the page keeps those updates HOT
+-- No updated column in an index (last_seen_* change every run): the updates stay HOT, no index writes.
+CREATE INDEX IF NOT EXISTS placeholder_open_idx ON refdata.placeholder (table_name) WHERE resolution IS NULL;
 """
-_STATE_TABLES = ("sync_state", "run_log", "key_confirmation")
+_STATE_TABLES = ("sync_state", "run_log", "key_confirmation", "placeholder", "health_snapshot")
 #: How long key confirmations are kept (the longest protection window a sync table may ask for).
 CONFIRMATION_RETENTION_DAYS = 7
 
@@ -209,13 +242,15 @@ def describe_lock_holders(conn: psycopg.Connection, schema: str, table: str, loc
 def synced_by_delete_insert(conn: psycopg.Connection, table_name: str) -> bool:
     """Whether the table's latest sync ran in ``delete_insert`` mode (the only mode that deletes rows).
 
-    One index lookup in ``refdata.run_log``; ``False`` for a table never synced or before the state tables exist.
+    One index lookup in ``refdata.run_log``; ``False`` for a table never synced or before the state tables exist
+    (checked first: a ``CASE`` around the lookup does not help, the statement is parsed before it runs).
     """
+    if conn.execute("SELECT to_regclass('refdata.run_log') IS NULL").fetchone()[0]:
+        return False
     row = conn.execute(
         """
-        SELECT CASE WHEN to_regclass('refdata.run_log') IS NOT NULL THEN (
-            SELECT result->>'sync_mode' FROM refdata.run_log
-             WHERE run_type = 'reference_sync' AND subject = %s ORDER BY finished_at DESC LIMIT 1) END
+        SELECT result->>'sync_mode' FROM refdata.run_log
+         WHERE run_type = 'reference_sync' AND subject = %s ORDER BY finished_at DESC LIMIT 1
         """,
         (table_name,),
     ).fetchone()
