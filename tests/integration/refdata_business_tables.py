@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import psycopg
 import yaml
 from psycopg import sql
@@ -90,3 +91,25 @@ def insert(conn: psycopg.Connection, schema: str, table: str, records: list[dict
                 ),
                 list(record.values()),
             )
+
+
+def plan_fk_configs(schema: str) -> list[ForeignKeyConfig]:
+    """Only the shipped ``fk_plan`` configuration, re-targeted at ``schema``."""
+    return [fk for fk in fk_configs(schema) if fk.name == "fk_plan"]
+
+
+def plan_facts(codes: list) -> pd.DataFrame:
+    """A fact frame with one row per plan code in ``codes`` and every column fk_plan's backfill reads."""
+    n = len(codes)
+    return pd.DataFrame(
+        {
+            "计划代码": codes,
+            "计划名称": [f"计划{i}" for i in range(n)],
+            "计划类型": ["单一计划"] * n,
+            "客户名称": ["客户"] * n,
+            "主拓代码": ["G01"] * n,
+            "主拓机构": ["北京"] * n,
+            "期末资产规模": [100.0] * n,
+            "业务类型": ["企年受托"] * n,
+        }
+    )

@@ -19,28 +19,10 @@ from tests.integration.refdata_business_tables import (
     create_business_tables,
     fk_configs,
     insert,
+    plan_facts,
+    plan_fk_configs,
     rows,
 )
-
-
-def _plan_only_configs(schema: str):
-    return [fk for fk in fk_configs(schema) if fk.name == "fk_plan"]
-
-
-def _facts(codes: list) -> pd.DataFrame:
-    n = len(codes)
-    return pd.DataFrame(
-        {
-            "计划代码": codes,
-            "计划名称": [f"计划{i}" for i in range(n)],
-            "计划类型": ["单一计划"] * n,
-            "客户名称": ["客户"] * n,
-            "主拓代码": ["G01"] * n,
-            "主拓机构": ["北京"] * n,
-            "期末资产规模": [100.0] * n,
-            "业务类型": ["企年受托"] * n,
-        }
-    )
 
 
 def _select(conn, schema: str, table: str, columns: str, where: str = "TRUE") -> list[tuple]:
@@ -56,10 +38,10 @@ def test_coverage_example_backfills_only_missing_and_is_idempotent(pg_conn, pg_s
     create_business_tables(pg_conn, pg_schema)
     insert(pg_conn, pg_schema, PLAN, [{"年金计划号": "A", "计划名称": "权威计划", "计划类型": "集合计划"}])
     before_a = rows(pg_conn, pg_schema, PLAN, "年金计划号")
-    df = _facts(["A", "B", "C", "B", "", None, "  "])
+    df = plan_facts(["A", "B", "C", "B", "", None, "  "])
     service = HybridReferenceService()
 
-    result = service.ensure_references(DOMAIN, df, _plan_only_configs(pg_schema), pg_conn)
+    result = service.ensure_references(DOMAIN, df, plan_fk_configs(pg_schema), pg_conn)
 
     assert isinstance(result, HybridResult)
     (metrics,) = result.coverage_metrics
@@ -83,7 +65,7 @@ def test_coverage_example_backfills_only_missing_and_is_idempotent(pg_conn, pg_s
     after_first = rows(pg_conn, pg_schema, PLAN, "年金计划号")
     assert after_first[0] == before_a[0]  # A: same text and same xmin, i.e. never rewritten
 
-    again = service.ensure_references(DOMAIN, df, _plan_only_configs(pg_schema), pg_conn)
+    again = service.ensure_references(DOMAIN, df, plan_fk_configs(pg_schema), pg_conn)
 
     assert again.backfill_count == 0
     assert again.backfill_result.tables[0].skipped == 3
@@ -245,7 +227,7 @@ def test_over_long_key_is_left_out_named_and_the_rest_inserted(pg_conn, pg_schem
     create_business_tables(pg_conn, pg_schema)
     insert(pg_conn, pg_schema, PLAN, [{"年金计划号": "P0"}])
     long_key = "P" + "9" * 39  # 年金计划号 is varchar(32)
-    df = _facts(["P0", "P1", long_key, "P2", long_key, "长" * 33])
+    df = plan_facts(["P0", "P1", long_key, "P2", long_key, "长" * 33])
     configs = [fk for fk in fk_configs(pg_schema) if fk.name in ("fk_plan", "fk_product_line")]
     df["产品线代码"] = "PL1"
 
@@ -283,7 +265,7 @@ def test_two_fk_configs_on_one_table_measure_against_the_table_before_the_call(p
             "backfill_columns": plan.backfill_columns[:1],
         }
     )
-    df = _facts(["P0", "P1", "P2", None]).assign(受托计划代码=["P1", "P2", "P3", "P3"])
+    df = plan_facts(["P0", "P1", "P2", None]).assign(受托计划代码=["P1", "P2", "P3", "P3"])
 
     result = HybridReferenceService().ensure_references(DOMAIN, df, [trustee, plan], pg_conn, plan_only=plan_only)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pandas as pd
 import psycopg
 from psycopg import sql
 
@@ -14,33 +13,20 @@ from airflow_provider_refdata import HybridReferenceService
 from airflow_provider_refdata.config import ReferenceSyncConfig
 from airflow_provider_refdata.services.source_yaml import YamlFileSource
 from airflow_provider_refdata.services.sync import ReferenceSyncService
-from tests.integration.refdata_business_tables import DOMAIN, PLAN, create_business_tables, fk_configs, insert
+from tests.integration.refdata_business_tables import (
+    DOMAIN,
+    PLAN,
+    create_business_tables,
+    insert,
+    plan_facts,
+    plan_fk_configs,
+)
 
 OTHER_DOMAIN = "other_domain"  # sorts after DOMAIN ("annuity_performance")
 COLUMNS = (
     "key, first_seen_at, first_seen_run, last_seen_at, last_seen_run, domains, fact_rows_total, fact_rows_last, "
     "resolution, resolved_at, resolved_by"
 )
-
-
-def _plan_configs(schema: str):
-    return [fk for fk in fk_configs(schema) if fk.name == "fk_plan"]
-
-
-def _facts(codes: list) -> pd.DataFrame:
-    n = len(codes)
-    return pd.DataFrame(
-        {
-            "计划代码": codes,
-            "计划名称": [f"计划{i}" for i in range(n)],
-            "计划类型": ["单一计划"] * n,
-            "客户名称": ["客户"] * n,
-            "主拓代码": ["G01"] * n,
-            "主拓机构": ["北京"] * n,
-            "期末资产规模": [100.0] * n,
-            "业务类型": ["企年受托"] * n,
-        }
-    )
 
 
 def _placeholders(conn: psycopg.Connection, schema: str, table: str = PLAN) -> dict[str, dict]:
@@ -56,7 +42,9 @@ def _placeholders(conn: psycopg.Connection, schema: str, table: str = PLAN) -> d
 
 
 def _ensure(conn, schema: str, codes: list, domain: str = DOMAIN, **kwargs):
-    result = HybridReferenceService().ensure_references(domain, _facts(codes), _plan_configs(schema), conn, **kwargs)
+    result = HybridReferenceService().ensure_references(
+        domain, plan_facts(codes), plan_fk_configs(schema), conn, **kwargs
+    )
     assert not result.degraded_mode, result.degradation_reason
     return result
 
@@ -150,9 +138,9 @@ def test_plan_only_and_coverage_only_record_nothing(pg_conn, pg_schema):
 
 def test_two_fk_configurations_on_one_table_add_up_in_one_run(pg_conn, pg_schema):
     create_business_tables(pg_conn, pg_schema)
-    (plan,) = _plan_configs(pg_schema)
+    (plan,) = plan_fk_configs(pg_schema)
     second_column = plan.model_copy(update={"name": "fk_plan_2", "source_column": "计划代码2"})
-    facts = _facts(["M", "N", "M"])
+    facts = plan_facts(["M", "N", "M"])
     facts["计划代码2"] = ["M", "M", "O"]
 
     result = HybridReferenceService().ensure_references(DOMAIN, facts, [plan, second_column], pg_conn)
