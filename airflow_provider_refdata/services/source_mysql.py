@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from airflow_provider_refdata.config import SyncTableConfig
 
 
-
 # MySQL/MariaDB error codes another attempt may fix: the connection (refused, lost, server gone or shutting
 # down, too many connections, network read/write errors and timeouts), lock waits and deadlocks, a statement
 # timeout or interruption.  Every other code — credentials, unknown objects, syntax, and every data or type
@@ -384,6 +383,23 @@ class MySqlSource:
                 table=source.table,
             )
 
+    @contextmanager
+    def _connection(self, database: str | None, table: str) -> Iterator[Any]:
+        """A new connection (errors as :class:`RefdataSourceError`), closed quietly when the block ends."""
+        import MySQLdb
+
+        try:
+            conn = self.connect(database)
+        except (MySQLdb.OperationalError, MySQLdb.InterfaceError) as exc:
+            raise self._error(exc, database, table) from None
+        try:
+            yield conn
+        finally:
+            try:
+                conn.close()
+            except MySQLdb.Error:
+                pass
+
     def describe_columns(self, table_config: SyncTableConfig) -> list[SourceColumn]:
         """The configured columns as PostgreSQL columns (``create_table: true``), in configuration order.
 
@@ -401,51 +417,43 @@ class MySqlSource:
 
         source = table_config.source_config
         database = source.database
-        try:
-            conn = self.connect(database)
-        except (MySQLdb.OperationalError, MySQLdb.InterfaceError) as exc:
-            raise self._error(exc, database, source.table) from None
-        try:
-            cur = conn.cursor()
-            cur.execute(
-                "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION,"
-                " NUMERIC_SCALE, DATETIME_PRECISION, IS_NULLABLE FROM information_schema.COLUMNS"
-                " WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
-                (database, source.table),
-            )
-            described = {
-                _text(row[0]): (
-                    MySqlType(
-                        data_type=_text(row[1]).lower(),
-                        column_type=_text(row[2]).lower(),
-                        character_maximum_length=row[3],
-                        numeric_precision=row[4],
-                        numeric_scale=row[5],
-                        datetime_precision=row[6],
-                    ),
-                    _text(row[7]).upper() == "YES",
-                )
-                for row in cur.fetchall()
-            }
-            json_columns: set[str] = set()
-            if any(t.data_type == "longtext" for t, _ in described.values()):
-                try:  # MariaDB only (MySQL's CHECK_CONSTRAINTS has no TABLE_NAME; its JSON is its own type)
-                    cur.execute(
-                        "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
-                        " WHERE CONSTRAINT_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
-                        (database, source.table),
-                    )
-                    json_columns = {_text(clause) for (clause,) in cur.fetchall()}
-                except MySQLdb.Error:
-                    json_columns = set()
-            conn.commit()
-        except MySQLdb.Error as exc:
-            raise self._error(exc, database, source.table) from None
-        finally:
+        with self._connection(database, source.table) as conn:
             try:
-                conn.close()
-            except MySQLdb.Error:
-                pass
+                cur = conn.cursor()
+                cur.execute(
+                    "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION,"
+                    " NUMERIC_SCALE, DATETIME_PRECISION, IS_NULLABLE FROM information_schema.COLUMNS"
+                    " WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+                    (database, source.table),
+                )
+                described = {
+                    _text(row[0]): (
+                        MySqlType(
+                            data_type=_text(row[1]).lower(),
+                            column_type=_text(row[2]).lower(),
+                            character_maximum_length=row[3],
+                            numeric_precision=row[4],
+                            numeric_scale=row[5],
+                            datetime_precision=row[6],
+                        ),
+                        _text(row[7]).upper() == "YES",
+                    )
+                    for row in cur.fetchall()
+                }
+                json_columns: set[str] = set()
+                if any(t.data_type == "longtext" for t, _ in described.values()):
+                    try:  # MariaDB only (MySQL's CHECK_CONSTRAINTS has no TABLE_NAME; its JSON is its own type)
+                        cur.execute(
+                            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS"
+                            " WHERE CONSTRAINT_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+                            (database, source.table),
+                        )
+                        json_columns = {_text(clause) for (clause,) in cur.fetchall()}
+                    except MySQLdb.Error:
+                        json_columns = set()
+                conn.commit()
+            except MySQLdb.Error as exc:
+                raise self._error(exc, database, source.table) from None
         where = f"legacy MySQL {self.describe(database)}"
         missing = [m.source for m in source.columns if m.source not in described]
         if missing:
@@ -488,11 +496,7 @@ class MySqlSource:
 
         source = table_config.source_config
         database = source.database
-        try:
-            conn = self.connect(database)
-        except (MySQLdb.OperationalError, MySQLdb.InterfaceError) as exc:
-            raise self._error(exc, database, source.table) from None
-        try:
+        with self._connection(database, source.table) as conn:
             try:
                 types, charsets = self._column_types(conn.cursor(), database, source.table)
                 query, params, columns = self.build_query(table_config, types, since, charsets=charsets)
@@ -527,11 +531,6 @@ class MySqlSource:
                 conn, start if cur is None else cur, read, max(batch_size, self.fetch_size), database, source.table
             )
             yield read
-        finally:
-            try:
-                conn.close()
-            except MySQLdb.Error:
-                pass
 
     def _batches(
         self, conn: Any, cur: Any, read: SourceRead, size: int, database: str | None, table: str
