@@ -94,3 +94,30 @@ class RefdataBackfillError(RefdataError):
         self.table = table
         self.column = column
         super().__init__(message)
+
+
+class RefdataReviewError(RefdataError):
+    """A steward action (approve, reject, remap) was refused; nothing was changed.
+
+    :param message: why, in words.
+    :param table: the schema-qualified reference table.
+    :param keys: the keys concerned.
+    :param referencing_table: for a refused reject or remap, the table (``schema.table.column``) that still
+        holds the key.
+    :param count: how many rows of ``referencing_table`` hold it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        table: str,
+        keys: list[str] | None = None,
+        referencing_table: str | None = None,
+        count: int | None = None,
+    ) -> None:
+        self.table = table
+        self.keys = list(keys or [])
+        self.referencing_table = referencing_table
+        self.count = count
+        super().__init__(message)

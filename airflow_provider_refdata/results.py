@@ -70,6 +70,9 @@ class CoverageMetrics(_Result):
     authoritative_values: int = 0
     auto_derived_values: int = 0
     blank_rows: int = 0
+    remapped_values: int = Field(
+        0, description="fact rows whose key was a remapped placeholder (refdata.key_alias), mapped to its target"
+    )
     skipped_reason: str | None = None
     error: str | None = None
 
@@ -196,3 +199,49 @@ class Alert(_Result):
     value: float | None = Field(None, description="the measured value (None for a failed health check)")
     threshold: float | None = Field(None, description="the threshold it is strictly above")
     message: str
+
+
+class ReviewRowError(_Result):
+    """One review decision that was refused, with where it came from."""
+
+    line: int | None = Field(None, description="1-based line of the review file (the header is line 1)")
+    key: str | None = None
+    action: str | None = None
+    message: str
+
+
+class ReviewResult(_Result):
+    """What a steward action (approve, reject, remap, or a review file of them) did, or would do."""
+
+    review_id: str = Field(description="shared by this call's rows in refdata.review_log")
+    table: str | None = Field(None, description="schema-qualified reference table")
+    action: Literal["approve", "reject", "remap", "apply_review_file"]
+    actor: str
+    source_file: str | None = None
+    dry_run: bool = False
+    applied: bool = Field(False, description="the changes were committed (False for a dry run or refused rows)")
+    approved: int = 0
+    rejected: int = 0
+    remapped: int = 0
+    unchanged: int = Field(0, description="review-file rows without an action, or already in the asked state")
+    fact_rows_rewritten: dict[str, int] = Field(
+        default_factory=dict, description="rows rewritten by remaps, per schema.table.column"
+    )
+    errors: list[ReviewRowError] = Field(default_factory=list)
+    duration_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class ReviewExportResult(_Result):
+    """A review export written by ``export_review``."""
+
+    table: str = Field(description="schema-qualified reference table")
+    path: str
+    format: Literal["csv", "xlsx"]
+    rows: int = Field(0, description="open placeholders exported")
+    columns: list[str] = Field(default_factory=list, description="the file's columns, in order")
+    excluded_columns: list[str] = Field(default_factory=list, description="sensitive columns left out")
+    duration_seconds: float = 0.0

@@ -435,8 +435,9 @@ class ReferenceSyncConfig(_ConfigModel):
     )
     tables: list[SyncTableConfig] = Field(description="Reference tables to sync.")
     health: HealthConfig | None = Field(
-        None, description="Alert rules on the health of the reference tables (auto-derived ratio, needs review, "
-        "placeholder age); absent = only failed health checks alert."
+        None,
+        description="Alert rules on the health of the reference tables (auto-derived ratio, needs review, "
+        "placeholder age); absent = only failed health checks alert.",
     )
     source_path: SkipJsonSchema[Path | None] = Field(None, exclude=True)
 

@@ -7,6 +7,8 @@ one row per writing ``ensure_references`` and reference table: the keys the fact
 ``delete_insert`` sync does not delete a key whose facts may not have been loaded yet.  ``refdata.placeholder``
 has one row per (reference table, auto-derived key) with its provenance (first/last seen, domains, fact-row
 counts, resolution); its SQL is in :mod:`~airflow_provider_refdata.warehouse.placeholders`.
+``refdata.review_log`` audits every steward action (approve, reject, remap) with the row before and after;
+``refdata.key_alias`` holds the remapped keys that ``ensure_references`` maps in the facts.
 """
 
 from __future__ import annotations
@@ -87,8 +89,44 @@ CREATE TABLE IF NOT EXISTS refdata.placeholder (
 ) WITH (fillfactor = 70);  -- every run rewrites last_seen_*: room on the page keeps those updates HOT
 -- No updated column in an index (last_seen_* change every run): the updates stay HOT, no index writes.
 CREATE INDEX IF NOT EXISTS placeholder_open_idx ON refdata.placeholder (table_name) WHERE resolution IS NULL;
+-- One row per key and steward action (approve | reject | remap), with the row before and after it.
+CREATE TABLE IF NOT EXISTS refdata.review_log (
+    id          bigserial   PRIMARY KEY,
+    review_id   text        NOT NULL,   -- one call (approve/reject/remap/apply_review_file): its rows share it
+    table_name  text        NOT NULL,
+    key         text        NOT NULL,
+    action      text        NOT NULL,
+    actor       text        NOT NULL,
+    at          timestamptz NOT NULL DEFAULT now(),
+    before      jsonb,
+    after       jsonb,
+    remap_to    text,
+    source_file text
+);
+CREATE INDEX IF NOT EXISTS review_log_table_idx ON refdata.review_log (table_name, key, at);
+CREATE INDEX IF NOT EXISTS review_log_review_idx ON refdata.review_log (review_id);
+-- A remapped placeholder key and the authoritative key it stands for: ensure_references maps the facts'
+-- from_key to to_key before it measures coverage, so the typo never comes back as a placeholder.
+CREATE TABLE IF NOT EXISTS refdata.key_alias (
+    table_name  text        NOT NULL,
+    from_key    text        NOT NULL,
+    to_key      text        NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    created_by  text        NOT NULL,
+    review_id   text        NOT NULL,
+    PRIMARY KEY (table_name, from_key),
+    CHECK (from_key <> to_key)
+);
 """
-_STATE_TABLES = ("sync_state", "run_log", "key_confirmation", "placeholder", "health_snapshot")
+_STATE_TABLES = (
+    "sync_state",
+    "run_log",
+    "key_confirmation",
+    "placeholder",
+    "health_snapshot",
+    "review_log",
+    "key_alias",
+)
 #: How long key confirmations are kept (the longest protection window a sync table may ask for).
 CONFIRMATION_RETENTION_DAYS = 7
 
