@@ -9,7 +9,7 @@ templates only substitute ``{column}`` placeholders (with an optional date or nu
 
 The modules: :mod:`._common` (field types, base model), :mod:`.foreign_keys` (FK models, processing
 order), :mod:`.sync` (sync table and source models), :mod:`.health` (the ``health:`` alert rules of
-``reference_sync.yml``), :mod:`.loading` (YAML, line numbers, errors).
+``reference_sync.yml``), :mod:`.review` (the ``review:`` section), :mod:`.loading` (YAML, line numbers, errors).
 The reference for every key is ``docs/configuration.md``; the JSON Schemas in ``schemas/`` are generated
 from the models by :mod:`airflow_provider_refdata.config_schema`.
 """
@@ -34,6 +34,7 @@ from airflow_provider_refdata.config.health import (
     RatioLevels,
 )
 from airflow_provider_refdata.config.loading import load_fk_configs, load_fk_domains, load_sync_config
+from airflow_provider_refdata.config.review import ReviewConfig, resolve_review_config
 from airflow_provider_refdata.config.sync import (
     ColumnMapping,
     ConfigFileSourceConfig,
@@ -66,10 +67,12 @@ __all__ = [
     "PostgresSourceConfig",
     "RatioLevels",
     "ReferenceSyncConfig",
+    "ReviewConfig",
     "SqlSourceConfig",
     "SyncTableConfig",
     "load_fk_configs",
     "load_fk_domains",
     "load_sync_config",
     "processing_order",
+    "resolve_review_config",
 ]

@@ -18,6 +18,7 @@ from airflow_provider_refdata.config._common import (
     SchemaVersion,
     SqlIdentifier,
     TargetColumn,
+    _check_sql_identifier,
     _ConfigModel,
     _FieldError,
     _find_cycle,
@@ -274,6 +275,59 @@ class BackfillColumn(_ConfigModel):
 
 ForeignKeyMode = Literal["insert_missing", "fill_null_only"]
 
+
+def split_fact_column(entry: str) -> tuple[str, str, str]:
+    """``"schema.table.column"`` → ``(schema, table, column)``; raises ValueError saying what is wrong.
+
+    A part may be double-quoted to hold a dot (``"a""b"`` is ``a"b``); unquoted parts are trimmed.  Each part
+    must be a valid PostgreSQL identifier (non-empty, no control character, at most 63 bytes).
+    """
+    parts: list[str] = []
+    i, n = 0, len(entry)
+    while True:
+        while i < n and entry[i] == " ":
+            i += 1
+        if i < n and entry[i] == '"':
+            i += 1
+            part = ""
+            while True:
+                end = entry.find('"', i)
+                if end < 0:
+                    raise ValueError("has an unclosed double quote; expected schema.table.column")
+                part += entry[i:end]
+                if entry[end + 1 : end + 2] == '"':  # "" inside quotes is one quote
+                    part += '"'
+                    i = end + 2
+                    continue
+                i = end + 1
+                break
+            while i < n and entry[i] == " ":
+                i += 1
+            if i < n and entry[i] != ".":
+                raise ValueError(f"has text after the quoted part {part!r}; expected schema.table.column")
+        else:
+            end = entry.find(".", i)
+            end = n if end < 0 else end
+            part = entry[i:end].strip()
+            i = end
+        if not part:
+            raise ValueError("has an empty part; expected schema.table.column, e.g. business.组合计划.年金计划号")
+        try:
+            _check_sql_identifier(part)
+        except ValueError as exc:
+            raise ValueError(f"has an invalid part: {exc}") from None
+        parts.append(part)
+        if i >= n:
+            break
+        i += 1  # the dot
+    if len(parts) != 3:
+        raise ValueError(
+            f"has {len(parts)} part(s) {parts!r}; expected schema.table.column, e.g. business.组合计划.年金计划号 "
+            "(double-quote a part that contains a dot)"
+        )
+    return parts[0], parts[1], parts[2]
+
+
 _MIGRATION_DOC = 'docs/configuration.md, "foreign_keys.yml in the existing format"'
 
 
@@ -346,6 +400,12 @@ class ForeignKeyConfig(_ConfigModel):
         "A column mapping source_column to target_key (the existing format's way of listing the key) is "
         "accepted and dropped.",
     )
+    fact_tables: list[Name] = Field(
+        default_factory=list,
+        description="Fact columns holding this FK's key, as schema.table.column (a part containing a dot in "
+        "double quotes: 'business.\"月度.明细\".计划代码'); a review remap rewrites them and a reject is refused "
+        "while one still holds the key.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -401,6 +461,28 @@ class ForeignKeyConfig(_ConfigModel):
                 )
         return kept
 
+    @field_validator("fact_tables")
+    @classmethod
+    def _check_fact_tables(cls, entries: list[str], info: ValidationInfo) -> list[str]:
+        name = info.data.get("name", "<unnamed>")
+        seen: dict[tuple[str, str, str], int] = {}
+        for i, entry in enumerate(entries):
+            try:
+                parts = split_fact_column(entry)
+            except ValueError as exc:
+                raise _FieldError(
+                    f"foreign key {name!r}: fact_tables entry {entry!r} {exc}", loc=(i,), value=entry
+                ) from None
+            if parts in seen:
+                raise _FieldError(
+                    f"foreign key {name!r}: fact_tables entry {entry!r} names the same column as "
+                    f"fact_tables[{seen[parts]}]",
+                    loc=(i,),
+                    value=entry,
+                )
+            seen[parts] = i
+        return entries
+
     @model_validator(mode="after")
     def _check_fk(self) -> ForeignKeyConfig:
         seen: set[str] = set()
@@ -426,6 +508,11 @@ class ForeignKeyConfig(_ConfigModel):
     def qualified_table(self) -> str:
         """``schema.table``, unquoted (for messages and result fields, never for SQL)."""
         return f"{self.target_schema}.{self.target_table}"
+
+    @property
+    def fact_columns(self) -> list[tuple[str, str, str]]:
+        """``fact_tables`` as (schema, table, column) triples, unquoted, in configuration order."""
+        return [split_fact_column(entry) for entry in self.fact_tables]
 
     @property
     def blank_tokens(self) -> frozenset[str]:

@@ -38,6 +38,7 @@ from airflow_provider_refdata.config._common import (
     _unique,
 )
 from airflow_provider_refdata.config.health import HealthConfig
+from airflow_provider_refdata.config.review import ReviewConfig
 
 # --------------------------------------------------------------------------------------------------------
 # reference_sync.yml
@@ -438,6 +439,10 @@ class ReferenceSyncConfig(_ConfigModel):
         None,
         description="Alert rules on the health of the reference tables (auto-derived ratio, needs review, "
         "placeholder age); absent = only failed health checks alert.",
+    )
+    review: ReviewConfig = Field(
+        default_factory=ReviewConfig,
+        description="Settings of the review files exported for the data steward (columns never exported).",
     )
     source_path: SkipJsonSchema[Path | None] = Field(None, exclude=True)
 
