@@ -19,6 +19,11 @@ growth = peak RSS during the call − RSS before it.
   NOTHING``, one ratio query per table, one run-log row;
 * ``per_value`` — the naive baseline (10K only): the same vectorised derivation, then one existence query
   per distinct value and one ``INSERT`` per missing value.
+* key aliases (issue 11 §5, at ``--alias-rows``, default 1M): ``no_alias_step`` is ``refdata`` with the alias
+  step switched off (the code before it), so ``refdata`` − ``no_alias_step`` is what the step costs when no
+  alias exists (``refdata.key_alias`` present, no row for these tables); ``aliases`` has ``ALIASES`` alias
+  rows (a quarter per reference table, each to an existing key) and 1% of each FK column's fact rows holding
+  one of their ``from_key``.  The alias step's own time (read + mapping, inside the call) is printed too.
 
 The issue-5 targets are checked and printed as PASS/FAIL, followed by a Markdown table.
 """
@@ -45,6 +50,14 @@ REF_ROWS = 100_000
 MISSING_SHARE = 0.05
 TARGETS = {10_000: 0.25, 1_000_000: 2.0}
 MEMORY_TARGET_MB = 400
+ALIASES = 1_000
+ALIAS_SHARE = 0.01
+FK_COLUMNS = [
+    ("计划代码", "年金计划", "P"),
+    ("组合代码", "组合计划", "Q"),
+    ("机构代码", "组织架构", "G"),
+    ("产品线代码", "产品线", "L"),
+]
 
 # (table, key, prefix, DDL of the other columns)
 TABLES = [
@@ -208,31 +221,82 @@ def per_value_baseline(df, configs, conn) -> int:
     return inserted
 
 
+def alias_pairs() -> list[tuple[str, str, str]]:
+    """``(table, from_key, to_key)``: ``ALIASES`` aliases, a quarter per reference table, to existing keys."""
+    per_table = ALIASES // len(FK_COLUMNS)
+    return [
+        (f"{SCHEMA}.{table}", f"{prefix}A{i:06d}", f"{prefix}{i:06d}")
+        for _, table, prefix in FK_COLUMNS
+        for i in range(per_table)
+    ]
+
+
+def with_alias_keys(df, seed: int = 11):
+    """``ALIAS_SHARE`` of each FK column's rows set to one of its table's ``from_key`` (outside the timing)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    per_table = ALIASES // len(FK_COLUMNS)
+    for column, _, prefix in FK_COLUMNS:
+        rows = rng.choice(len(df), max(1, round(len(df) * ALIAS_SHARE)), replace=False)
+        values = df[column].to_numpy(dtype=object, copy=True)
+        values[rows] = [f"{prefix}A{i % per_table:06d}" for i in range(len(rows))]
+        df[column] = pd.Series(values, index=df.index, dtype=df[column].dtype)  # the column's dtype, as before
+    return df
+
+
 def child(approach: str, rows: int, dsn: str) -> dict[str, Any]:
     import psycopg
 
+    import airflow_provider_refdata.services.hybrid as hybrid
     from airflow_provider_refdata.services.hybrid import HybridReferenceService
 
     configs = fk_configs()
     df = make_facts(rows)
+    if approach == "aliases":
+        df = with_alias_keys(df)
+    alias_seconds: list[float] = []
+    mapped = hybrid._map_aliases
+    if approach == "no_alias_step":
+        hybrid._map_aliases = lambda *args: (None, {})  # the call as it was before the step
+    else:
+
+        def timed(*args: Any) -> Any:
+            started = time.perf_counter()
+            out = mapped(*args)
+            alias_seconds.append(time.perf_counter() - started)
+            return out
+
+        hybrid._map_aliases = timed
     with psycopg.connect(dsn) as conn:
         # Warm-up on keys that all exist: imports, catalog and plan caches; inserts nothing.
         existing = conn.execute('SELECT "年金计划号" FROM bench."年金计划" LIMIT 1').fetchone()[0]
         conn.rollback()
         warm = df.head(10).assign(计划代码=existing, 组合代码="Q000001", 机构代码="G000001", 产品线代码="L000001")
-        if approach == "refdata":
+        if approach != "per_value":
             HybridReferenceService().ensure_references("warmup", warm, configs, conn)
+        alias_seconds.clear()
+        remapped = 0
         with PeakRss() as rss:
             started = time.perf_counter()
-            if approach == "refdata":
+            if approach != "per_value":
                 result = HybridReferenceService().ensure_references(DOMAIN, df, configs, conn)
                 inserted = result.backfill_count
                 degraded = result.degradation_reason
+                remapped = sum(m.remapped_values for m in result.coverage_metrics)
             else:
                 inserted = per_value_baseline(df, configs, conn)
                 degraded = None
             seconds = time.perf_counter() - started
-    return {"seconds": seconds, "growth_mb": rss.growth_mb, "inserted": inserted, "degraded": degraded}
+    return {
+        "seconds": seconds,
+        "growth_mb": rss.growth_mb,
+        "inserted": inserted,
+        "degraded": degraded,
+        "remapped": remapped,
+        "alias_ms": sum(alias_seconds) * 1000,
+    }
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -259,11 +323,23 @@ def setup_reference_tables(dsn: str) -> None:
             conn.execute(f'VACUUM ANALYZE {SCHEMA}."{table}"')
 
 
-def reset_state(dsn: str) -> None:
-    """Fresh state: remove the auto-derived rows of the previous run (children first) and vacuum."""
+def reset_state(dsn: str, aliases: bool = False) -> None:
+    """Fresh state: remove the auto-derived rows of the previous run (children first) and vacuum; the alias
+    table exists (as after any earlier run) and holds the benchmark's aliases only when ``aliases``."""
     import psycopg
 
+    from airflow_provider_refdata.warehouse.state import ensure_state_tables
+
     with psycopg.connect(dsn, autocommit=True) as conn:
+        ensure_state_tables(conn)
+        conn.execute("DELETE FROM refdata.key_alias WHERE table_name LIKE %s", (f"{SCHEMA}.%",))
+        if aliases:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO refdata.key_alias (table_name, from_key, to_key, created_by, review_id)"
+                    " VALUES (%s, %s, %s, 'bench', 'bench')",
+                    alias_pairs(),
+                )
         for table, *_ in reversed(TABLES):
             conn.execute(f"DELETE FROM {SCHEMA}.\"{table}\" WHERE _source = 'auto_derived'")
         for table, *_ in TABLES:
@@ -300,12 +376,46 @@ def machine() -> str:
     )
 
 
+def alias_checks(measured: dict[tuple[str, int], list[dict[str, Any]]], rows: int) -> int:
+    """PASS/FAIL of the alias step: no measurable cost without aliases; the 1M target still met with them."""
+    with_step, without = measured.get(("refdata", rows)), measured.get(("no_alias_step", rows))
+    if not with_step or not without:
+        return 0
+    failures = 0
+    secs = [r["seconds"] for r in with_step]
+    base = [r["seconds"] for r in without]
+    diff = statistics.median(secs) - statistics.median(base)
+    noise = max(max(secs) - min(secs), max(base) - min(base))
+    ok = diff <= noise
+    failures += not ok
+    step = statistics.median(r["alias_ms"] for r in with_step)
+    print(
+        f"{'PASS' if ok else 'FAIL'}: {rows:,} facts without aliases: {diff * 1000:+.0f} ms against the call "
+        f"without the alias step (noise: {noise * 1000:.0f} ms min–max spread; the step itself {step:.1f} ms)"
+    )
+    aliased = measured.get(("aliases", rows))
+    if aliased:
+        median = statistics.median(r["seconds"] for r in aliased)
+        step = statistics.median(r["alias_ms"] for r in aliased)
+        target = TARGETS.get(rows)
+        ok = target is None or median <= target
+        failures += not ok
+        print(
+            f"{'PASS' if ok else 'FAIL'}: {rows:,} facts with {ALIASES:,} aliases "
+            f"({aliased[0]['remapped']:,} rows remapped): {median:.3f} s end to end "
+            f"({(median - statistics.median(base)) * 1000:+.0f} ms; alias step {step:.1f} ms)"
+            + (f", target ≤ {target} s" if target else "")
+        )
+    return failures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_hybrid", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline-rows", type=int, default=10_000)
-    parser.add_argument("--child", choices=["refdata", "per_value"])
+    parser.add_argument("--alias-rows", type=int, default=1_000_000, help="fact rows of the alias runs; 0: none")
+    parser.add_argument("--child", choices=["refdata", "per_value", "no_alias_step", "aliases"])
     parser.add_argument("--dsn")
     args = parser.parse_args(argv)
     if args.child:
@@ -330,14 +440,20 @@ def main(argv: list[str] | None = None) -> int:
                 plan.insert(
                     1 if args.rows and args.rows[0] <= args.baseline_rows else 0, ("per_value", args.baseline_rows)
                 )
-            for approach, rows in plan:
-                for i in range(args.repeat):
-                    reset_state(server.dsn)
+            if args.alias_rows:
+                if ("refdata", args.alias_rows) not in plan:
+                    plan.append(("refdata", args.alias_rows))
+                plan += [("no_alias_step", args.alias_rows), ("aliases", args.alias_rows)]
+            for i in range(args.repeat):
+                # Interleaved rounds: a drift of the machine's speed hits every approach alike.
+                for approach, rows in plan:
+                    reset_state(server.dsn, aliases=approach == "aliases")
                     m = run_child(approach, rows, server.dsn)
                     measured.setdefault((approach, rows), []).append(m)
                     print(
-                        f"{approach:9s} {rows:>9,} facts run {i + 1}: {m['seconds']:.3f} s, "
-                        f"+{m['growth_mb']:.0f} MB, {m['inserted']} inserted"
+                        f"{approach:13s} {rows:>9,} facts run {i + 1}: {m['seconds']:.3f} s, "
+                        f"+{m['growth_mb']:.0f} MB, {m['inserted']} inserted, {m['remapped']} remapped, "
+                        f"alias step {m['alias_ms']:.1f} ms"
                         + (f", DEGRADED: {m['degraded']}" if m["degraded"] else ""),
                         flush=True,
                     )
@@ -345,14 +461,19 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
     failures = 0
-    print("\n| approach | facts | median s (3 runs) | min–max s | peak memory growth MB (median) | rows inserted |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        f"\n| approach | facts | median s ({args.repeat} runs) | min–max s | peak memory growth MB (median) "
+        "| rows inserted "
+        "| rows remapped | alias step ms (median) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for (approach, rows), runs in measured.items():
         secs = [r["seconds"] for r in runs]
         mem = statistics.median(r["growth_mb"] for r in runs)
+        alias_ms = statistics.median(r["alias_ms"] for r in runs)
         print(
             f"| {approach} | {rows:,} | {statistics.median(secs):.3f} | {min(secs):.3f}–{max(secs):.3f} | "
-            f"{mem:.0f} | {runs[0]['inserted']:,} |"
+            f"{mem:.0f} | {runs[0]['inserted']:,} | {runs[0]['remapped']:,} | {alias_ms:.1f} |"
         )
     print()
     for rows, target in TARGETS.items():
@@ -372,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'PASS' if ok else 'FAIL'}: 1,000,000 facts peak memory growth {mem:.0f} MB "
             f"(target ≤ {MEMORY_TARGET_MB} MB)"
         )
+    failures += alias_checks(measured, args.alias_rows)
     if any(r["degraded"] for runs in measured.values() for r in runs):
         failures += 1
         print("FAIL: a run was degraded")

@@ -10,6 +10,13 @@ are registered with ``airflow.sdk.serde.allow_class`` when this module is import
 
 CSV and Excel files are read with every column as text, so codes such as ``"001"`` keep their zeros; the
 services coerce numbers where an aggregation needs them.
+
+Remapped keys (``refdata.key_alias``, written by a steward's remap) are mapped in the fact frame by the
+service, whatever the source, and counted in each coverage metric's ``remapped_values``.  When the facts
+come from a warehouse ``table`` (a staging table loaded into the fact table next), a writing run also
+rewrites them in that table — one ``UPDATE … FROM refdata.key_alias`` per FK column that had remapped
+values — so the load passes its FKs (``rewrite_fact_table=False`` leaves the table alone).  A ``sql`` query
+or a ``fact_file`` cannot be rewritten: for them only the counts tell the caller to map the keys itself.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ if TYPE_CHECKING:
     import psycopg
     from airflow.providers.postgres.hooks.postgres import PostgresHook
     from airflow.sdk import Context
+
+    from airflow_provider_refdata.config import ForeignKeyConfig
 
 for _result_class in (HybridResult, CoverageMetrics, BackfillResult, BackfillTableResult):
     allow_class(_result_class)
@@ -120,6 +129,10 @@ class HybridReferenceOperator(BaseOperator):
     :param coverage_only: only measure coverage (a check task); no backfill.
     :param fail_on_degraded: fail the task when the result is degraded.
     :param warehouse_conn_id: the Airflow connection of the PostgreSQL warehouse.
+    :param rewrite_fact_table: with ``table`` facts, rewrite the remapped keys in that table too (default on;
+        not in plan-only and coverage-only runs, which write no facts).  A failing rewrite degrades the
+        result (``fact table … : cause``).  ``sql`` and ``fact_file`` facts are never rewritten: only the
+        result's ``remapped_values`` counts are available for them.
     """
 
     template_fields: Sequence[str] = (
@@ -151,6 +164,7 @@ class HybridReferenceOperator(BaseOperator):
         coverage_only: bool = False,
         fail_on_degraded: bool = False,
         warehouse_conn_id: str = "refdata_warehouse",
+        rewrite_fact_table: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -169,6 +183,7 @@ class HybridReferenceOperator(BaseOperator):
         self.coverage_only = coverage_only
         self.fail_on_degraded = fail_on_degraded
         self.warehouse_conn_id = warehouse_conn_id
+        self.rewrite_fact_table = rewrite_fact_table
 
     @cached_property
     def hook(self) -> PostgresHook:
@@ -224,19 +239,50 @@ class HybridReferenceOperator(BaseOperator):
                 plan_only=plan_only,
                 coverage_only=self.coverage_only,
             )
+            if self.table and self.rewrite_fact_table and not plan_only and not self.coverage_only:
+                self.rewrite_table(pg, result, fk_configs)
         self.log_result(result)
         if result.degraded_mode and self.fail_on_degraded:
             raise AirflowFailException(f"domain {self.domain}: degraded run: {result.degradation_reason}")
         return result
 
+    def rewrite_table(
+        self, pg: psycopg.Connection, result: HybridResult, fk_configs: Sequence[ForeignKeyConfig]
+    ) -> None:
+        """Rewrite the remapped keys in the ``table`` the facts came from (only FKs with remapped values).
+
+        :param pg: the warehouse connection (idle).
+        :param result: the service's result; degraded when the rewrite fails.
+        :param fk_configs: the domain's FK configurations.
+        """
+        from airflow_provider_refdata.services.aliases import rewrite_table_aliases
+        from airflow_provider_refdata.services.backfill import describe_error
+
+        remapped = {m.fk_name for m in result.coverage_metrics if m.remapped_values}
+        wanted = [fk for fk in fk_configs if fk.name in remapped]
+        if not wanted:
+            return
+        schema, table = split_table_name(self.table or "")
+        try:
+            counts = rewrite_table_aliases(pg, schema, table, wanted)
+        except Exception as exc:  # the references are ensured; the table keeps the old keys: say so
+            cause = f"fact table {schema}.{table}: key aliases not rewritten: {describe_error(exc)}"
+            self.log.warning("%s", cause)
+            result.degraded_mode = True
+            result.degradation_reason = f"{result.degradation_reason}; {cause}" if result.degradation_reason else cause
+            return
+        for column, rows in counts.items():
+            self.log.info("Rewrote %d remapped keys in %s", rows, column)
+
     def log_result(self, result: HybridResult) -> None:
         """Log a per-table coverage table, the backfill counts, ratios and warnings."""
         tables = {t.fk_name: t for t in (result.backfill_result.tables if result.backfill_result else [])}
         mode = "coverage only" if result.coverage_only else ("plan only" if result.plan_only else "backfill")
-        header = "fk table values covered missing auth derived blank inserted rejected note".split()
+        header = "fk table values covered missing auth derived blank remapped inserted rejected note".split()
         rows = [
             [m.fk_name, m.table, m.total_fk_values, m.covered_values, m.missing_values, m.authoritative_values,
-             m.auto_derived_values, m.blank_rows, tables[m.fk_name].inserted if m.fk_name in tables else "-",
+             m.auto_derived_values, m.blank_rows, m.remapped_values,
+             tables[m.fk_name].inserted if m.fk_name in tables else "-",
              tables[m.fk_name].rejected if m.fk_name in tables else "-",
              m.skipped_reason or (f"ERROR {m.error}" if m.error else "")]
             for m in result.coverage_metrics

@@ -60,7 +60,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -279,6 +279,8 @@ class GenericBackfillService:
         domain: str | None = None,
         earlier: dict[str, list[str]] | None = None,
         run_id: str | None = None,
+        under_lock: Callable[[psycopg.Connection, pd.DataFrame, ForeignKeyConfig], int] | None = None,
+        normalized: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> TableOutcome:
         """Coverage and (unless ``backfill`` is false) backfill of one FK configuration, isolated.
 
@@ -299,6 +301,13 @@ class GenericBackfillService:
         :param run_id: the ``ensure_references`` run id; when given, a writing unit records the provenance of
             the table's auto-derived keys in ``refdata.placeholder``, in the same transaction
             (:func:`~airflow_provider_refdata.warehouse.placeholders.record_placeholders`).
+        :param under_lock: called as ``under_lock(pg, df, fk)`` first in the unit's transaction, under the
+            table's lock (when the unit writes) and before the keys are extracted; it may rewrite ``df`` and
+            returns the fact rows it remapped (added to ``coverage.remapped_values``), e.g.
+            :func:`~airflow_provider_refdata.services.aliases.refresh_key_aliases`.
+        :param normalized: the FK column's normalised codes when the caller has them for ``df`` as it is (see
+            :func:`~airflow_provider_refdata.services.derivation.extract_keys`); ignored once ``under_lock``
+            remapped rows.
         """
         table = fk.qualified_table
         coverage = CoverageMetrics(fk_name=fk.name, table=table)
@@ -306,12 +315,21 @@ class GenericBackfillService:
         notes: list[str] = []
         added: list[str] = []  # keys inserted (plan mode: to be inserted) by this unit, if the table is shared
         try:
-            keys = extract_keys(df, fk)
-            coverage.blank_rows = keys.blank_rows
-            coverage.total_fk_values = result.candidates = keys.total
             writes = backfill and not plan_only
             shared_before = bool(earlier and earlier.get(table))  # keys an earlier configuration inserted
             with pg.transaction() as tx:
+                if writes:
+                    # First statement of the table's unit: the table's lock covers the tracking DDL, the coverage
+                    # that decides what is missing and the insert (the sync takes the same lock before its DDL
+                    # and merge; a steward's remap too, so the keys are extracted after it).
+                    lock_name(pg, fk.qualified_table)
+                if under_lock is not None:
+                    remapped = under_lock(pg, df, fk)
+                    coverage.remapped_values += remapped
+                    normalized = None if remapped else normalized
+                keys = extract_keys(df, fk, normalized)
+                coverage.blank_rows = keys.blank_rows
+                coverage.total_fk_values = result.candidates = keys.total
                 seen = self._process(
                     pg, df, fk, keys, coverage, result, backfill, writes, domain or self.domain, notes, earlier, added
                 )
@@ -349,11 +367,8 @@ class GenericBackfillService:
         earlier: dict[str, list[str]] | None,
         added: list[str],
     ) -> tuple[TableInfo, CoverageCounts] | None:
-        """The unit's work; returns the table's catalog entry and coverage counts (``None``: no keys)."""
-        if writes:
-            # First statement of the table's unit: the table's lock covers the tracking DDL, the coverage that
-            # decides what is missing and the insert (the sync takes the same lock before its DDL and merge).
-            lock_name(pg, fk.qualified_table)
+        """The unit's work (under the table's lock when it writes); returns the table's catalog entry and
+        coverage counts (``None``: no keys)."""
         info = _reference_table(pg, fk)
         if writes and any(name not in info.columns for name in TRACKING_COLUMNS):
             ensure_tracking_columns(pg, fk.target_schema, fk.target_table)

@@ -190,7 +190,9 @@ def _missing_columns(df: pd.DataFrame, fk: ForeignKeyConfig, column: BackfillCol
     return missing
 
 
-def extract_keys(df: pd.DataFrame, fk: ForeignKeyConfig) -> FactKeys:
+def extract_keys(
+    df: pd.DataFrame, fk: ForeignKeyConfig, normalized: tuple[np.ndarray, np.ndarray] | None = None
+) -> FactKeys:
     """Normalise the FK column and collect its distinct non-blank values.
 
     Also checks that every required backfill source column is present, so a bad frame fails before any
@@ -198,6 +200,9 @@ def extract_keys(df: pd.DataFrame, fk: ForeignKeyConfig) -> FactKeys:
 
     :param df: the fact frame.
     :param fk: the foreign-key configuration.
+    :param normalized: :func:`normalize_codes` of the FK column with the FK's blank tokens, when the caller
+        already has it for the column as it is now (the key-alias mapping does), so the rows are not
+        factorised twice.
     :raises RefdataBackfillError: the FK column or a required backfill column is missing.
     """
     if fk.source_column not in df.columns:
@@ -209,7 +214,7 @@ def extract_keys(df: pd.DataFrame, fk: ForeignKeyConfig) -> FactKeys:
         )
     for column in fk.backfill_columns:
         _missing_columns(df, fk, column)
-    codes, keys = normalize_codes(df[fk.source_column], fk.blank_tokens)
+    codes, keys = normalized if normalized is not None else normalize_codes(df[fk.source_column], fk.blank_tokens)
     return FactKeys(fk_name=fk.name, codes=codes, keys=keys, blank_rows=int((codes < 0).sum()))
 
 

@@ -4,12 +4,17 @@
 
 1. optional **pre-load**: the authoritative sync (``sync_service.sync_all(conn=…)``) so that real reference
    data arrives before anything is derived; an exception there is degradation, not failure;
-2. per FK configuration, parents first, each isolated in its own transaction/savepoint:
+2. **key aliases** (every mode): keys a steward remapped (``refdata.key_alias``, e.g. ``P0O1`` → ``P001``) are
+   mapped in the facts (:func:`~airflow_provider_refdata.services.aliases.apply_key_aliases`: one query for
+   every table, the caller's frame rewritten in place), so a remapped typo never comes back as a placeholder
+   and a backfill column copied from a mapped column (``fk_portfolio`` copies 计划代码) carries the target
+   too; ``CoverageMetrics.remapped_values`` counts the fact rows mapped per FK;
+3. per FK configuration, parents first, each isolated in its own transaction/savepoint:
    **coverage** on the distinct non-blank values (one set-based join) and **selective backfill** of the
    missing keys only (:class:`~airflow_provider_refdata.services.backfill.GenericBackfillService`);
-3. **ratios**: auto-derived rows / all rows of each referenced table after backfill (one aggregate query per
+4. **ratios**: auto-derived rows / all rows of each referenced table after backfill (one aggregate query per
    table) and overall; a **warning** for each ratio strictly greater than its threshold;
-4. one ``refdata.run_log`` row with the :class:`~airflow_provider_refdata.results.HybridResult` as jsonb.
+5. one ``refdata.run_log`` row with the :class:`~airflow_provider_refdata.results.HybridResult` as jsonb.
 
 Each call has a ``run_id`` (uuid4, in the result and so in the run log).  A writing call records, inside each
 table's unit, the provenance of the table's auto-derived keys in ``refdata.placeholder`` (first / last seen
@@ -21,6 +26,17 @@ caller commits), a writing call first takes the locks of every table it will wri
 before the pre-load and the first table: two callers with overlapping tables in different dependency orders
 then wait for each other instead of deadlocking (see :mod:`~airflow_provider_refdata.services.backfill`).
 The pre-load's own locks are the sync service's business and are not part of that set.
+
+Key aliases and locks: a remap holds its table's lock while it deletes the placeholder row and records the
+alias, so the aliases must be read under the same lock as the coverage that follows, or a remap committing
+in between would let the typo (no longer in the table, not mapped) come back.  Inside a caller's
+transaction the aliases are read after the up-front locks, so the whole call sees a remap fully or not at
+all.  On an idle connection each table's unit commits on its own, so each writing unit re-reads its
+table's aliases under its lock (a catalog check and one indexed query) and maps its column again if a
+remap committed since the read; a column already copied into another table's rows by then keeps what it
+had (run inside a transaction for one consistent view).  Plan-only and coverage-only calls take no locks:
+they measure as of the read.  FK configurations in ``skip_tables`` are not mapped.  The mapping's
+normalised codes of a column are reused by its coverage, so an aliased column is factorised once.
 
 Several FK configurations on one reference table (e.g. plan codes from two fact columns): each one's
 coverage is measured against the table **as it was before this call's backfill** — keys an earlier
@@ -50,14 +66,22 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psycopg
 from psycopg.pq import TransactionStatus
 
 from airflow_provider_refdata.config import ForeignKeyConfig, processing_order
 from airflow_provider_refdata.results import BackfillTableResult, CoverageMetrics, HybridResult
+from airflow_provider_refdata.services.aliases import (
+    KeyAliases,
+    map_key_aliases,
+    read_key_aliases,
+    refresh_key_aliases,
+)
 from airflow_provider_refdata.services.backfill import (
     GenericBackfillService,
     TableOutcome,
@@ -119,7 +143,13 @@ class HybridReferenceService:
         described in ``degradation_reason`` (``table (fk): cause``); the other tables are fully processed.
 
         :param domain: the fact domain (``_derived_from_domain`` and the run-log subject).
-        :param df: the fact frame.
+        The fact frame is **rewritten in place**: each FK column's remapped placeholder keys
+        (``refdata.key_alias``) become their authoritative keys, in every mode, so the facts the caller
+        loads next carry keys the reference tables hold; ``remapped_values`` of each coverage metric counts
+        the rows mapped.
+
+        :param domain: the fact domain (``_derived_from_domain`` and the run-log subject).
+        :param df: the fact frame (its aliased FK values are rewritten in place).
         :param fk_configs: the domain's FK configurations (any order; ``depends_on`` decides).
         :param conn: the warehouse (psycopg connection, PostgresHook, SQLAlchemy Connection/Engine, DSN).
         :param auto_derived_threshold: overrides the service's default threshold for this call.
@@ -136,17 +166,27 @@ class HybridReferenceService:
         problems: list[str] = []
         run_id = str(uuid.uuid4())
         result = HybridResult(domain=domain, run_id=run_id, plan_only=plan_only, coverage_only=coverage_only)
+        writes = not coverage_only and not plan_only
+        active = [fk for fk in order if not _is_skipped(fk, skip)]
         with warehouse_connection(conn) as pg:
             was_idle = pg.info.transaction_status == TransactionStatus.IDLE
-            if not coverage_only and not plan_only:
-                written = [fk for fk in order if not _is_skipped(fk, skip)]
-                locks_problem = lock_tables_up_front(pg, written)
+            locked_up_front = False
+            if writes:
+                in_transaction = pg.info.transaction_status == TransactionStatus.INTRANS
+                locks_problem = lock_tables_up_front(pg, active)
                 if locks_problem:
                     problems.append(locks_problem)
-            if self.sync_service is not None and not coverage_only and not plan_only:
+                locked_up_front = in_transaction and not locks_problem
+            if self.sync_service is not None and writes:
                 result.pre_load_available = self._pre_load(pg, problems)
+            normalized: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # FK columns the mapping factorised
+            aliases, remapped = _map_aliases(pg, df, active, problems, normalized)
+            # Without the locks held since before the read, each writing unit re-reads its aliases under its own.
+            recheck = None
+            if writes and aliases is not None and not locked_up_front:
+                recheck = partial(refresh_key_aliases, aliases=aliases)
             outcomes: list[TableOutcome] = []
-            earlier = shared_tables([fk for fk in order if not _is_skipped(fk, skip)])
+            earlier = shared_tables(active)
             for fk in order:
                 if _is_skipped(fk, skip):
                     outcomes.append(_skipped(fk))
@@ -160,7 +200,14 @@ class HybridReferenceService:
                     domain=domain,
                     earlier=earlier,
                     run_id=run_id,
+                    under_lock=recheck,
+                    normalized=normalized.pop(fk.name, None),
                 )
+                if outcome.coverage.remapped_values:  # remapped under the lock: the column changed again
+                    for other in active:
+                        if other.source_column == fk.source_column:
+                            normalized.pop(other.name, None)
+                outcome.coverage.remapped_values += remapped.get(fk.name, 0)
                 if outcome.error:
                     problems.append(f"{fk.qualified_table} ({fk.name}): {outcome.error}")
                 outcomes.append(outcome)
@@ -327,6 +374,37 @@ class HybridReferenceService:
             result.degraded_mode = True
             previous = result.degradation_reason
             result.degradation_reason = f"{previous}; {reason}" if previous else reason
+
+
+def _map_aliases(
+    pg: psycopg.Connection,
+    df: pd.DataFrame,
+    fk_configs: Sequence[ForeignKeyConfig],
+    problems: list[str],
+    normalized: dict[str, tuple[np.ndarray, np.ndarray]],
+) -> tuple[KeyAliases | None, dict[str, int]]:
+    """Read the aliases (one query, in the call's transaction and lock scope) and map them in ``df``.
+
+    ``normalized`` receives the FK columns' normalised codes the mapping computed (the coverage reuses them).
+    A failure degrades the call (``key aliases: cause``) and leaves the facts as they are; ``None`` then.
+    """
+    try:
+        with pg.transaction():
+            aliases = read_key_aliases(pg, fk_configs)
+        remapped = map_key_aliases(df, fk_configs, aliases, normalized=normalized)
+    except Exception as exc:  # the coverage still runs, on the facts as given
+        normalized.clear()
+        problems.append(f"key aliases: {describe_error(exc)}")
+        logger.warning("Could not map the key aliases: %s", describe_error(exc))
+        return None, {}
+    total = sum(remapped.values())
+    if total:
+        logger.info(
+            "Key aliases: %d fact rows mapped to their authoritative keys (%s)",
+            total,
+            ", ".join(f"{name}: {rows}" for name, rows in remapped.items() if rows),
+        )
+    return aliases, remapped
 
 
 def _is_skipped(fk: ForeignKeyConfig, skip: set[str]) -> bool:
