@@ -13,7 +13,10 @@
 6. prints the report: the run's results from ``refdata.run_log``, the coverage measured again directly
    against the tables, the rows per ``_source``, the fact rows the DAG loaded into ``business."规模明细"``
    (real foreign keys: that load fails if a key is missing), and how to query ``refdata.run_log`` and
-   ``refdata.sync_state`` and where the DAG logs are.
+   ``refdata.sync_state`` and where the DAG logs are;
+7. the third act (:mod:`devtools.demo_steward`): the health of the reference tables and the open
+   placeholders, a review export under ``.demo/review/``, a filled-in review file (one approve, one remap, one
+   reject) applied, and the audit rows of ``refdata.review_log``.
 
 Usage::
 
@@ -45,6 +48,7 @@ from psycopg import sql
 
 from airflow_provider_refdata.textable import text_table
 from devtools import sample_data
+from devtools.demo_steward import StewardReport, format_steward_report, run_steward_act
 from devtools.sample_data import MutationSummary, SampleSpec, SampleWorld
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +85,10 @@ class DemoLayout:
     @property
     def data(self) -> Path:
         return self.root / "data"
+
+    @property
+    def review(self) -> Path:
+        return self.root / "review"
 
     @property
     def logs(self) -> Path:
@@ -385,6 +393,7 @@ class DemoReport:
     problems: list[str] = field(default_factory=list)
     pg_dsn: str = ""
     seconds: float = 0.0
+    steward: StewardReport | None = None
 
 
 def read_run_log(pg_dsn: str, since: dt.datetime) -> tuple[list, list]:
@@ -509,6 +518,9 @@ def format_report(report: DemoReport) -> str:
             f"{report.facts_loaded:,}"
         )
 
+    if report.steward is not None:
+        out += format_steward_report(report.steward, report.pg_dsn)
+
     out.append("")
     out.append("Run history:")
     for query in (RUN_LOG_QUERY, SYNC_STATE_QUERY):
@@ -584,6 +596,9 @@ def run_demo(
             f"{FACT_SCHEMA}.{FACT_TABLE} holds {report.facts_loaded} rows of {spec.month:%Y-%m}, "
             f"the fact file {report.fact_rows} (held back by a threshold, or the load failed: see the DAG log)"
         )
+    log("third act: the data steward reviews the placeholders…")
+    report.steward = run_steward_act(pg_dsn, config_dir, layout.review, report.run_number)
+    report.problems += report.steward.problems
     report.seconds = time.monotonic() - started
     return report
 

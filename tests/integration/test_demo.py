@@ -76,6 +76,7 @@ def test_demo_twice_full_then_incremental(tmp_path, airflow_db, demo_databases):
     assert [m.day for m in months] == [1]
     assert total == sum(Decimal(str(r["期末资产规模"])) for r in facts)
     assert "first run: full load" in text and "backfill inserted" in text
+    _assert_steward_act(first, pg_dsn, text)
 
     second = demo.run_demo(layout, spec, pg_dsn=pg_dsn, mysql_dsn=mysql_dsn, log=lambda _m: None)
     text = demo.format_report(second)
@@ -100,6 +101,47 @@ def test_demo_twice_full_then_incremental(tmp_path, airflow_db, demo_databases):
     assert second.table_sources[PLAN]["auto_derived"] == len(new_plans) - 2
     assert second.facts_loaded == len(facts)
     assert "run 2: incremental" in text and "promoted to authoritative: " in text
+    _assert_steward_act(second, pg_dsn, text)
+
+
+def _assert_steward_act(report: demo.DemoReport, pg_dsn: str, text: str) -> None:
+    """The third act: health, export without the sensitive column, one approve/remap/reject, the alias."""
+    act = report.steward
+    assert act is not None and act.problems == []
+    assert {h.table for h in act.health} == {PLAN, PORTFOLIO, ORG, PRODUCT_LINE}
+    assert all(h.ok for h in act.health)
+    assert act.export.rows >= 3 and act.export.excluded_columns == ["客户名称"]
+    exported = open(act.export.path, encoding="utf-8-sig").read()
+    assert "客户名称" not in exported.splitlines()[0]
+    assert sorted(action for action, _ in act.decisions.values()) == ["approve", "reject", "remap"]
+    assert (act.dry_run.applied, act.dry_run.approved, act.dry_run.remapped, act.dry_run.rejected) == (False, 1, 1, 1)
+    applied = act.applied
+    assert (applied.applied, applied.approved, applied.remapped, applied.rejected, applied.errors) == (
+        True,
+        1,
+        1,
+        1,
+        [],
+    )
+    assert sum(m.remapped_values for m in act.late_again.coverage_metrics) == 1
+    assert act.late_again.backfill_count == 0
+    keys = {key: action for key, (action, _) in act.decisions.items()}
+    with psycopg.connect(pg_dsn) as conn:
+        audit = dict(
+            conn.execute(
+                "SELECT key, action FROM refdata.review_log WHERE actor = %s AND key = ANY(%s)",
+                ("demo-steward", list(keys)),
+            ).fetchall()
+        )
+        present = {
+            k
+            for (k,) in conn.execute(
+                'SELECT "年金计划号" FROM business."年金计划" WHERE "年金计划号" = ANY(%s)', (list(keys),)
+            )
+        }
+    assert audit == keys
+    assert present == {k for k, a in keys.items() if a == "approve"}  # remapped and rejected keys are gone
+    assert "Steward loop" in text and "audit (refdata.review_log" in text
 
 
 def test_sample_world_is_deterministic_and_shaped_like_a_real_month():
