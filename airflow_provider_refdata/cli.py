@@ -1,4 +1,4 @@
-"""Command line: run the reference sync without Airflow (``refdata sync`` / ``python -m airflow_provider_refdata``).
+"""Command line: the reference sync and the steward loop without Airflow (``refdata`` / ``python -m …``).
 
 ::
 
@@ -15,6 +15,9 @@ over ``--mysql-dsn``.  Tables with ``connection_env_prefix`` read their connecti
 ``--config`` defaults to ``$REFDATA_CONFIG_DIR/reference_sync.yml``.  Prints the same summary table as the
 operator; the exit status is 0 when no table failed, 1 when at least one failed, 2 for a configuration or
 usage error.
+
+The steward commands (``health``, ``export-review``, ``apply-review``, ``approve``, ``reject``, ``remap``)
+are in :mod:`airflow_provider_refdata.cli_steward`; a refused review action (nothing changed) exits 1.
 Uses only the plain-Python services (no Airflow import).
 """
 
@@ -28,7 +31,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from airflow_provider_refdata.exceptions import RefdataConfigError, RefdataError
+from airflow_provider_refdata.cli_steward import add_commands
+from airflow_provider_refdata.exceptions import RefdataConfigError, RefdataError, RefdataReviewError
 
 
 def _default_config() -> Path:
@@ -62,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--retry-wait", type=float, default=2.0, help="first wait between attempts in seconds (2)")
     sync.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     sync.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sync.set_defaults(run=run_sync)
+    add_commands(commands)
     return parser
 
 
@@ -139,7 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        return run_sync(args)
+        return args.run(args)
+    except RefdataReviewError as exc:  # the action was refused and nothing changed: not a usage error
+        print(f"refused: {_one_line(str(exc))}", file=sys.stderr)
+        return 1
     except RefdataError as exc:
         print(f"error: {_one_line(str(exc))}", file=sys.stderr)
         return 2

@@ -121,3 +121,17 @@ class RefdataReviewError(RefdataError):
         self.referencing_table = referencing_table
         self.count = count
         super().__init__(message)
+
+
+class RefdataNotifyError(RefdataError):
+    """A webhook did not accept the message.
+
+    :param message: what went wrong (names the target as ``scheme://host:port`` only, never the URL).
+    :param target: ``scheme://host:port`` of the webhook.
+    :param status: the HTTP status, when the server answered.
+    """
+
+    def __init__(self, message: str, *, target: str | None = None, status: int | None = None) -> None:
+        self.target = target
+        self.status = status
+        super().__init__(message)

@@ -178,9 +178,13 @@ def format_steward_report(report: StewardReport, pg_dsn: str) -> list[str]:
     out += text_table(
         ["key", "name", "fact rows", "domains", "first seen"],
         [
-            [p["key"], p["columns"].get("计划名称"), p["provenance"].get("_fact_rows_total"),
-             ", ".join(p["provenance"].get("_domains") or []),
-             _when(p["provenance"].get("_first_seen_at"))]  # fmt: skip
+            [
+                p["key"],
+                p["columns"].get("计划名称"),
+                p["provenance"].get("_fact_rows_total"),
+                ", ".join(p["provenance"].get("_domains") or []),
+                _when(p["provenance"].get("_first_seen_at")),
+            ]  # fmt: skip
             for p in report.open_placeholders
         ],
         "  ",

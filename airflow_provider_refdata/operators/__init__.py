@@ -1,4 +1,4 @@
-"""Airflow operators: authoritative reference sync and coverage check / selective backfill."""
+"""Airflow operators: authoritative reference sync, coverage check / selective backfill, health, review."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from typing import Any
 _EXPORTS = {
     "ReferenceSyncOperator": "airflow_provider_refdata.operators.sync",
     "HybridReferenceOperator": "airflow_provider_refdata.operators.hybrid",
+    "ReferenceHealthOperator": "airflow_provider_refdata.operators.health",
+    "ReviewFileOperator": "airflow_provider_refdata.operators.review",
+    "ReviewExportOperator": "airflow_provider_refdata.operators.review",
+    "ReviewDecisionOperator": "airflow_provider_refdata.operators.review",
 }
 __all__ = list(_EXPORTS)
 
