@@ -35,14 +35,25 @@ _EXPORTS: dict[str, str] = {
     "RefdataSourceError": "airflow_provider_refdata.exceptions",
     "RefdataSyncError": "airflow_provider_refdata.exceptions",
     "RefdataBackfillError": "airflow_provider_refdata.exceptions",
+    "RefdataReviewError": "airflow_provider_refdata.exceptions",
     # services
     "ReferenceSyncService": "airflow_provider_refdata.services.sync",
     "GenericBackfillService": "airflow_provider_refdata.services.backfill",
     "HybridReferenceService": "airflow_provider_refdata.services.hybrid",
+    "apply_key_aliases": "airflow_provider_refdata.services.aliases",
     "ReferenceHealthService": "airflow_provider_refdata.services.health",
     "check_alerts": "airflow_provider_refdata.services.alerts",
     "TableHealth": "airflow_provider_refdata.results",
     "Alert": "airflow_provider_refdata.results",
+    # the steward loop: review exports, approve / reject / remap, review files
+    "ReviewConfig": "airflow_provider_refdata.config",
+    "ReviewService": "airflow_provider_refdata.services.review",
+    "apply_review_file": "airflow_provider_refdata.services.review",
+    "export_review": "airflow_provider_refdata.services.review_export",
+    "read_review_file": "airflow_provider_refdata.services.review_file",
+    "ReviewResult": "airflow_provider_refdata.results",
+    "ReviewRowError": "airflow_provider_refdata.results",
+    "ReviewExportResult": "airflow_provider_refdata.results",
 }
 
 __all__ = ["__version__", "get_provider_info", *_EXPORTS]
@@ -86,14 +97,25 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider_refdata.operators.sync",
                     "airflow_provider_refdata.operators.hybrid",
+                    "airflow_provider_refdata.operators.health",
+                    "airflow_provider_refdata.operators.review",
                 ],
             }
         ],
+        "notifications": ["airflow_provider_refdata.notifications.webhook.ReferenceHealthNotifier"],
         "integrations": [
             {
                 "integration-name": "Reference data",
                 "external-doc-url": "https://pypi.org/project/airflow-provider-refdata/",
                 "tags": ["service"],
+            }
+        ],
+        # refdata://reference_sync (every sync) and refdata://<schema>/<table> (one reference table)
+        "asset-uris": [
+            {
+                "schemes": ["refdata"],
+                "handler": "airflow_provider_refdata.assets.normalize_uri",
+                "factory": "airflow_provider_refdata.assets.create_asset",
             }
         ],
         "connection-types": [

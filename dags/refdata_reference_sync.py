@@ -1,19 +1,24 @@
 """DAG ``refdata_reference_sync``: the daily authoritative pre-load of the reference tables.
 
 Runs at 01:00 Asia/Shanghai (``CronTriggerTimetable``, no catch-up), before the fact DAGs, which can schedule
-on :data:`airflow_provider_refdata.assets.REFERENCE_SYNC_ASSET`.  The trigger form takes ``tables`` (empty =
-all), ``plan_only`` and ``force_full``.
+on :data:`airflow_provider_refdata.assets.REFERENCE_SYNC_ASSET` (every successful sync) or on exactly the
+reference tables they need (:func:`airflow_provider_refdata.assets.table_asset`: an event only when that table
+synced).  The trigger form takes ``tables`` (empty = all), ``plan_only`` and ``force_full``.
 
-Two tasks:
+Three tasks:
 
 * ``check_enabled`` reads ``$REFDATA_CONFIG_DIR/reference_sync.yml`` (only at run time: parsing this file
   does no I/O) and skips the run cleanly, with the reason, when the file says ``enabled: false``;
-* ``sync_reference_tables`` syncs every selected table, one transaction per table.
+* ``sync_reference_tables`` syncs every selected table, one transaction per table, and emits the Asset
+  events: the run-level Asset and one event per table that synced, with its counts and watermark.  It fails
+  only when no table synced (``fail_on="all"``), because Airflow records no Asset event for a failed task;
+* ``check_all_synced`` fails when any table failed, naming each one and its cause, so the run is red
+  although the other tables' Assets fired.
 
 Why one task and not a mapped task per table: the table list lives in the configuration, which may not be
 read at parse time, and the tables must run in configuration order (portfolios reference plans).  Isolation
-does not need separate tasks: each table has its own transaction, a failed table never stops the others,
-and the task fails only when every table failed.  One task also gives one summary and one XCom list.
+does not need separate tasks: each table has its own transaction and a failed table never stops the others.
+One task also gives one summary and one XCom list.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import DAG, CronTriggerTimetable, Param, task
 
-from airflow_provider_refdata.assets import REFERENCE_SYNC_ASSET
+from airflow_provider_refdata.assets import REFERENCE_SYNC_ASSET, REFERENCE_TABLES_ALIAS
 from airflow_provider_refdata.operators.sync import ReferenceSyncOperator
 
 TIMEZONE = "Asia/Shanghai"
@@ -40,6 +45,18 @@ def check_enabled() -> str:
     if not config.enabled:
         raise AirflowSkipException(f"reference sync is disabled in {path} (enabled: false)")
     return str(path)
+
+
+@task
+def check_all_synced(results: list) -> None:
+    """Fail, naming each failed table and its cause, when any table of the sync failed."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airflow_provider_refdata.operators.sync import failed_tables_message
+
+    # AirflowFailException: retrying this check cannot fix a table; re-run the sync (or the DAG) instead
+    if message := failed_tables_message(results):
+        raise AirflowFailException(message)
 
 
 with DAG(
@@ -76,5 +93,7 @@ with DAG(
         tables="{{ params.tables }}",
         plan_only="{{ params.plan_only }}",
         force_full="{{ params.force_full }}",
-        outlets=[REFERENCE_SYNC_ASSET],
+        fail_on="all",
+        outlets=[REFERENCE_SYNC_ASSET, REFERENCE_TABLES_ALIAS],
     )
+    check_all_synced(sync.output)

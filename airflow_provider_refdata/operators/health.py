@@ -133,6 +133,7 @@ class ReferenceHealthOperator(BaseOperator):
         )
 
     def execute(self, context: Context) -> dict[str, list[Any]]:
+        from airflow_provider_refdata.metrics import emit_health_metrics
         from airflow_provider_refdata.notifications.text import alert_lines, alerts_message, health_table
         from airflow_provider_refdata.services.alerts import check_alerts
         from airflow_provider_refdata.services.health import ReferenceHealthService
@@ -142,6 +143,7 @@ class ReferenceHealthOperator(BaseOperator):
         self.log.info("Checking the health of %d table(s): %s", len(tables), ", ".join(tables))
         health = ReferenceHealthService().table_health(self.hook, tables, domain=self.domain or None, store=self.store)
         self.log.info("Reference data health:\n%s", "\n".join(health_table(health)))
+        emit_health_metrics(health)
         alerts = check_alerts(health, rules)
         ti = context.get("ti") if hasattr(context, "get") else None
         if ti is not None:

@@ -17,6 +17,10 @@ come from a warehouse ``table`` (a staging table loaded into the fact table next
 rewrites them in that table — one ``UPDATE … FROM refdata.key_alias`` per FK column that had remapped
 values — so the load passes its FKs (``rewrite_fact_table=False`` leaves the table alone).  A ``sql`` query
 or a ``fact_file`` cannot be rewritten: for them only the counts tell the caller to map the keys itself.
+
+Each run emits the metrics of :mod:`~airflow_provider_refdata.metrics` (coverage, ratios, backfill counts),
+and when the task has Asset outlets (the fact dataset it prepares), each outlet's event carries the
+coverage and ratios as extra (:func:`fact_event_extra`), so a DAG scheduled on the facts sees them.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.serde import allow_class
 
+from airflow_provider_refdata.metrics import emit_hybrid_metrics
 from airflow_provider_refdata.operators.templated import as_bool, as_float
 from airflow_provider_refdata.results import (
     BackfillResult,
@@ -242,9 +247,26 @@ class HybridReferenceOperator(BaseOperator):
             if self.table and self.rewrite_fact_table and not plan_only and not self.coverage_only:
                 self.rewrite_table(pg, result, fk_configs)
         self.log_result(result)
+        emit_hybrid_metrics(result)
+        self.record_asset_events(context, result)
         if result.degraded_mode and self.fail_on_degraded:
             raise AirflowFailException(f"domain {self.domain}: degraded run: {result.degradation_reason}")
         return result
+
+    def record_asset_events(self, context: Context, result: HybridResult) -> None:
+        """Attach the coverage and ratios to the event of each Asset outlet (aliases are left alone).
+
+        :param context: the task context (``outlet_events``; absent when ``execute`` is called directly).
+        :param result: the service's result.
+        """
+        from airflow.sdk import Asset
+
+        events = context.get("outlet_events") if hasattr(context, "get") else None
+        if events is None:
+            return
+        for outlet in self.outlets or []:
+            if isinstance(outlet, Asset):
+                events[outlet].extra = fact_event_extra(result)
 
     def rewrite_table(
         self, pg: psycopg.Connection, result: HybridResult, fk_configs: Sequence[ForeignKeyConfig]
@@ -300,3 +322,34 @@ class HybridReferenceOperator(BaseOperator):
             self.log.warning("Threshold: %s", warning)
         if result.degraded_mode:
             self.log.warning("Degraded: %s", result.degradation_reason)
+
+
+def fact_event_extra(result: HybridResult) -> dict[str, Any]:
+    """The extra of the fact Asset's event: coverage per FK, auto-derived ratios, backfill and degradation.
+
+    :param result: the result of ``ensure_references``.
+    """
+    return {
+        "domain": result.domain,
+        "run_id": result.run_id,
+        "plan_only": result.plan_only,
+        "coverage_only": result.coverage_only,
+        "pre_load_coverage": result.pre_load_coverage,
+        "auto_derived_ratio": result.auto_derived_ratio,
+        "per_table_ratio": dict(result.per_table_ratio),
+        "backfill_count": result.backfill_count,
+        "coverage": {
+            m.fk_name: {
+                "table": m.table,
+                "coverage_rate": m.coverage_rate,
+                "total_fk_values": m.total_fk_values,
+                "missing_values": m.missing_values,
+                "auto_derived_values": m.auto_derived_values,
+                "remapped_values": m.remapped_values,
+            }
+            for m in result.coverage_metrics
+        },
+        "threshold_warnings": list(result.threshold_warnings),
+        "degraded": result.degraded_mode,
+        "degradation_reason": result.degradation_reason,
+    }

@@ -12,24 +12,40 @@ connection id or a DSN), then the Airflow connection the table's ``conn_id`` nam
 Nothing is read or connected in ``__init__``: hooks are created on first use during ``execute``.
 
 It returns the list of :class:`~airflow_provider_refdata.results.SyncResult` (XCom), logs one summary table,
-and fails the task only when every table failed, or when ``fail_on_error=True`` and any table failed.  Its
-outlets default to :data:`~airflow_provider_refdata.assets.REFERENCE_SYNC_ASSET`; per-table assets listed in
-``outlets`` get an event extra describing that table's result.
+emits the metrics of :mod:`~airflow_provider_refdata.metrics`, and — after every table was attempted, each in
+its own transaction — fails when any table failed (``fail_on="any"``, the default) or only when no table
+synced (``fail_on="all"``); the message names each failed table and its cause.  ``fail_on_error`` (a bool,
+before ``fail_on``) still works: ``True`` is ``"any"``, ``False`` is ``"all"``.
+
+Its outlets default to :data:`~airflow_provider_refdata.assets.REFERENCE_SYNC_ASSET` (extra: each table's
+outcome) and :data:`~airflow_provider_refdata.assets.REFERENCE_TABLES_ALIAS`, through which each table that
+synced gets an event on its own Asset (:func:`~airflow_provider_refdata.assets.table_asset`) with the counts and
+the watermark.  A per-table Asset listed in ``outlets`` itself gets its table's result as extra instead (and,
+as any declared outlet, an event on every successful run).  Airflow records outlet events only for a task that
+succeeds: to have the synced tables' Assets fire while a failed table still turns the DAG run red, run the
+sync with ``fail_on="all"`` and fail a downstream task on its results (:func:`failed_tables_message` or
+:func:`raise_for_failed_tables`), as the DAG ``refdata_reference_sync`` does.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import AssetAlias, BaseOperator
 from airflow.sdk.exceptions import AirflowException
 from airflow.sdk.serde import allow_class
 
-from airflow_provider_refdata.assets import REFERENCE_SYNC_ASSET, table_asset_uri
+from airflow_provider_refdata.assets import (
+    REFERENCE_SYNC_ASSET,
+    REFERENCE_TABLES_ALIAS,
+    table_asset_for,
+)
+from airflow_provider_refdata.metrics import emit_sync_metrics, sync_status
 from airflow_provider_refdata.operators.templated import as_bool, as_name_list
 from airflow_provider_refdata.results import SyncResult
 
@@ -37,6 +53,8 @@ allow_class(SyncResult)
 
 CONFIG_DIR_ENV = "REFDATA_CONFIG_DIR"
 CONFIG_FILE_NAME = "reference_sync.yml"
+FAIL_ON = ("any", "all")
+FailOn = Literal["any", "all"]
 
 
 def default_config_path() -> Path:
@@ -44,6 +62,60 @@ def default_config_path() -> Path:
     folder = os.environ.get(CONFIG_DIR_ENV)
     base = Path(folder) if folder else Path(__file__).resolve().parents[2] / "config"
     return base / CONFIG_FILE_NAME
+
+
+def resolve_fail_on(fail_on: str | None, fail_on_error: bool | None) -> FailOn:
+    """The effective ``fail_on`` from the new argument and the older ``fail_on_error`` bool.
+
+    :param fail_on: ``"any"`` or ``"all"``, or None (not given).
+    :param fail_on_error: the older bool (``True`` = ``"any"``, ``False`` = ``"all"``), or None (not given).
+    """
+    if fail_on is not None and fail_on not in FAIL_ON:
+        raise ValueError(f"fail_on must be one of {', '.join(FAIL_ON)}, got {fail_on!r}")
+    if fail_on_error is None:
+        return fail_on or "any"  # type: ignore[return-value]
+    legacy: FailOn = "any" if fail_on_error else "all"
+    if fail_on is not None and fail_on != legacy:
+        raise ValueError(f"fail_on={fail_on!r} contradicts fail_on_error={fail_on_error!r}; give only fail_on")
+    warnings.warn("fail_on_error is deprecated: use fail_on='any' or 'all'", DeprecationWarning, stacklevel=3)
+    return legacy
+
+
+def as_sync_results(results: Sequence[SyncResult | dict[str, Any]]) -> list[SyncResult]:
+    """The sync's results as models (an XCom read without the registered class gives dicts).
+
+    :param results: models or their dicts.
+    """
+    return [r if isinstance(r, SyncResult) else SyncResult.model_validate(r) for r in results]
+
+
+def failed_tables_message(results: Sequence[SyncResult | dict[str, Any]]) -> str | None:
+    """``"2 of 4 reference table(s) failed: a: cause; b: cause"``, or None when no table failed.
+
+    :param results: the sync's results (models or their dicts).
+    """
+    results = as_sync_results(results)
+    failed = [r for r in results if r.error]
+    if not failed:
+        return None
+    # most causes start with a source's name; some already start with the table's (not repeated then)
+    causes = [r.error if r.error.startswith(f"{r.table}:") else f"{r.table}: {r.error}" for r in failed]
+    return f"{len(failed)} of {len(results)} reference table(s) failed: " + "; ".join(causes)
+
+
+def raise_for_failed_tables(results: Sequence[SyncResult | dict[str, Any]], fail_on: FailOn = "any") -> None:
+    """Raise ``AirflowException`` naming each failed table and its cause, as ``fail_on`` says.
+
+    :param results: the sync's results (an XCom of the sync task works: the models or their dicts).
+    :param fail_on: ``"any"``: when any table failed; ``"all"``: only when tables failed and none synced
+        (skipped tables count neither way).
+    """
+    parsed = as_sync_results(results)
+    message = failed_tables_message(parsed)
+    if message is None:
+        return
+    if fail_on == "any" or not any(sync_status(r) == "ok" for r in parsed):
+        raise AirflowException(message)
 
 
 class ReferenceSyncOperator(BaseOperator):
@@ -62,12 +134,15 @@ class ReferenceSyncOperator(BaseOperator):
         or a DSN (it contains ``://``: ``mysql://…``, ``postgresql://…``, ``sqlite:////abs/path.db``).  A
         table's ``conn_id`` key wins over its ``source_type`` key; a table matching neither reads the Airflow
         connection its ``conn_id`` names (else its type's default connection).  Default: none.
-    :param fail_on_error: fail the task when any table failed (default: only when all failed).
+    :param fail_on: ``"any"`` (default): fail the task when any table failed; ``"all"``: only when no table
+        synced.  Either way every table is attempted first, and the message names the failed tables.
+    :param fail_on_error: deprecated bool form of ``fail_on`` (``True`` = ``"any"``, ``False`` = ``"all"``).
     :param source_retries: retries per table after a transient MySQL error (default 3: at most 4 attempts).
         Not to be confused with the task's own ``retries``, which re-run the whole task.
     :param source_retry_wait_seconds: first wait between attempts (doubles each time).
     :param source_retry_max_wait_seconds: longest wait between attempts.
-    :param kwargs: ``BaseOperator`` arguments; ``outlets`` defaults to ``[REFERENCE_SYNC_ASSET]``.
+    :param kwargs: ``BaseOperator`` arguments; ``outlets`` defaults to
+        ``[REFERENCE_SYNC_ASSET, REFERENCE_TABLES_ALIAS]``.
     """
 
     template_fields: Sequence[str] = ("config_path", "tables", "plan_only", "force_full")
@@ -83,14 +158,15 @@ class ReferenceSyncOperator(BaseOperator):
         warehouse_conn_id: str = "refdata_warehouse",
         mysql_conn_id: str = "refdata_legacy_mysql",
         yaml_conn_id: str = "refdata_yaml",
-        fail_on_error: bool = False,
+        fail_on: FailOn | None = None,
+        fail_on_error: bool | None = None,
         source_retries: int = 3,
         source_retry_wait_seconds: float = 2.0,
         source_retry_max_wait_seconds: float = 8.0,
         source_connections: dict[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("outlets", [REFERENCE_SYNC_ASSET])
+        kwargs.setdefault("outlets", [REFERENCE_SYNC_ASSET, REFERENCE_TABLES_ALIAS])
         super().__init__(**kwargs)
         self.config_path = config_path  # may be an XComArg (resolved before execute)
         self.tables = tables
@@ -99,7 +175,7 @@ class ReferenceSyncOperator(BaseOperator):
         self.warehouse_conn_id = warehouse_conn_id
         self.mysql_conn_id = mysql_conn_id
         self.yaml_conn_id = yaml_conn_id
-        self.fail_on_error = fail_on_error
+        self.fail_on: FailOn = resolve_fail_on(fail_on, fail_on_error)
         self.source_retries = source_retries
         self.source_retry_wait_seconds = source_retry_wait_seconds
         self.source_retry_max_wait_seconds = source_retry_max_wait_seconds
@@ -196,31 +272,46 @@ class ReferenceSyncOperator(BaseOperator):
             connection_factory=self.source_for_connection,
         )
         self.log.info("Reference sync summary:\n%s", format_summary(results))
-        self._record_asset_events(context, results)
-        failed = [r for r in results if r.error]
-        if failed and (self.fail_on_error or len(failed) == len(results)):
-            raise AirflowException(
-                f"{len(failed)} of {len(results)} reference table(s) failed: "
-                + "; ".join(f"{r.table}: {r.error}" for r in failed)
-            )
+        emit_sync_metrics(results)
+        raise_for_failed_tables(results, self.fail_on)
+        if message := failed_tables_message(results):
+            self.log.warning("%s (fail_on='all': the task succeeds)", message)
+        self._record_asset_events(context, results, plan_only)
         return results
 
-    def _record_asset_events(self, context: Any, results: list[SyncResult]) -> None:
-        """Attach each run's outcome to the outlet events (extra must be JSON-serialisable)."""
+    def _record_asset_events(self, context: Any, results: list[SyncResult], plan_only: bool) -> None:
+        """Attach each run's outcome to the outlet events (extra must be JSON-serialisable).
+
+        :param context: the task context (``outlet_events``; absent when ``execute`` is called directly).
+        :param results: the sync's results.
+        :param plan_only: a plan-only run: no per-table event through the alias (nothing was written).
+        """
         events = context.get("outlet_events") if hasattr(context, "get") else None
         if events is None:
             return
-        by_uri = {table_asset_uri(*r.table.split(".", 1)): r for r in results}
+        by_uri = {table_asset_for(r.table).uri: r for r in results}
+        declared = set()
         for outlet in self.outlets or []:
             uri = getattr(outlet, "uri", None)
-            if uri is None:
-                continue
-            if uri.rstrip("/") == REFERENCE_SYNC_ASSET.uri.rstrip("/"):
+            if uri == REFERENCE_SYNC_ASSET.uri:
                 events[outlet].extra = {
-                    "plan_only": as_bool(self.plan_only, "plan_only"),
-                    "tables": {
-                        r.table: "failed" if r.error else "skipped" if r.skipped_reason else "ok" for r in results
-                    },
+                    "plan_only": plan_only,
+                    "tables": {r.table: sync_status(r) for r in results},
                 }
             elif uri in by_uri:
-                events[outlet].extra = by_uri[uri].model_dump(mode="json")
+                declared.add(uri)
+                events[outlet].extra = table_event_extra(by_uri[uri])
+        for outlet in self.outlets or []:
+            if not isinstance(outlet, AssetAlias) or outlet.name != REFERENCE_TABLES_ALIAS.name:
+                continue
+            for uri, result in by_uri.items():
+                if uri not in declared and sync_status(result) == "ok" and not plan_only:
+                    events[outlet].add(table_asset_for(result.table), extra=table_event_extra(result))
+
+
+def table_event_extra(result: SyncResult) -> dict[str, Any]:
+    """The extra of a table's Asset event: its counts, watermarks, duration and status (JSON values only).
+
+    :param result: the table's sync result.
+    """
+    return {"status": sync_status(result), **result.model_dump(mode="json", exclude_none=True)}

@@ -25,7 +25,7 @@ def test_dag_shape_and_no_io_at_parse_time(monkeypatch, tmp_path):
     assert (dag.timetable.expression, str(dag.timetable.timezone)) == ("0 1 * * *", "Asia/Shanghai")
     assert set(dag.params) == {"tables", "plan_only", "force_full"}
     assert all(dag.params.get_param(p).description for p in dag.params)
-    assert [t.task_id for t in dag.tasks] == ["check_enabled", "sync_reference_tables"]
+    assert [t.task_id for t in dag.tasks] == ["check_enabled", "sync_reference_tables", "check_all_synced"]
 
 
 def _xcom(dag_run, task_id):
@@ -53,7 +53,7 @@ def test_dag_runs_end_to_end_with_results_in_xcom(
     dag = _load_dag()
     run = dag.test(run_conf={"tables": ["annuity_plan", "portfolio_plan", "product_line"]})
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states == {"check_enabled": "success", "sync_reference_tables": "success"}
+    assert states == {"check_enabled": "success", "sync_reference_tables": "success", "check_all_synced": "success"}
     results = _xcom(run, "sync_reference_tables")
     assert all(isinstance(r, SyncResult) for r in results)
     assert [r.rows_inserted for r in results] == [3, 2, 3]
@@ -82,7 +82,7 @@ def test_dag_is_skipped_cleanly_when_disabled(
     monkeypatch.setenv("REFDATA_CONFIG_DIR", str(tmp_path))
     run = _load_dag().test()
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states == {"check_enabled": "skipped", "sync_reference_tables": "skipped"}
+    assert states == {"check_enabled": "skipped", "sync_reference_tables": "skipped", "check_all_synced": "skipped"}
     assert env.rows(PLAN) == []
 
 

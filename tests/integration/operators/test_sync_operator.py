@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from airflow.sdk.exceptions import AirflowException
 
-from airflow_provider_refdata.assets import REFERENCE_SYNC_ASSET
+from airflow_provider_refdata.assets import REFERENCE_SYNC_ASSET, REFERENCE_TABLES_ALIAS
 from airflow_provider_refdata.operators.sync import ReferenceSyncOperator
 from airflow_provider_refdata.results import SyncResult
-from tests.integration.services.sync_env import PLAN, SyncEnv
+from tests.integration.services.sync_env import PLAN, PRODUCT_LINE, SyncEnv
 
 
 @pytest.fixture
@@ -19,7 +19,8 @@ def env(airflow_connections, pg_server, mysql_server, pg_schema, mysql_db, tmp_p
 def test_operator_init_does_no_io_and_declares_templates():
     op = ReferenceSyncOperator(task_id="sync", config_path="/does/not/exist.yml")
     assert set(op.template_fields) == {"config_path", "tables", "plan_only", "force_full"}
-    assert op.outlets == [REFERENCE_SYNC_ASSET]
+    assert op.outlets == [REFERENCE_SYNC_ASSET, REFERENCE_TABLES_ALIAS]
+    assert op.fail_on == "any"
     assert (op.warehouse_conn_id, op.mysql_conn_id) == ("refdata_warehouse", "refdata_legacy_mysql")
 
 
@@ -37,20 +38,47 @@ def test_operator_syncs_and_returns_results(env, caplog, capsys):
     assert (planned[0].rows_read, planned[0].rows_unchanged) == (1, 1)  # incremental: inside the lookback window
 
 
-def test_operator_fails_only_when_every_table_failed_or_fail_on_error(env, monkeypatch):
+def test_operator_fails_when_any_table_failed_unless_fail_on_all(env):
     env.mysql("DROP TABLE organization")
     op = ReferenceSyncOperator(task_id="sync", config_path=str(env.config_path), source_retry_wait_seconds=0.01)
-    results = op.execute({})
-    assert [r.error is not None for r in results] == [False, False, True, False]
-    strict = ReferenceSyncOperator(
-        task_id="strict", config_path=str(env.config_path), fail_on_error=True, tables=["organization"]
+    # every table is attempted (each in its own transaction) before the task fails, naming the failed one
+    with pytest.raises(AirflowException, match=r"^1 of 4 reference table\(s\) failed: .*组织架构: .*organization"):
+        op.execute({})
+    assert len(env.rows(PLAN)) == 3 and len(env.rows(PRODUCT_LINE)) == 3
+    lenient = ReferenceSyncOperator(
+        task_id="lenient", config_path=str(env.config_path), fail_on="all", source_retry_wait_seconds=0.01
     )
+    results = lenient.execute({})
+    assert [r.error is not None for r in results] == [False, False, True, False]
+    only_failed = ReferenceSyncOperator(
+        task_id="all_failed", config_path=str(env.config_path), fail_on="all", tables="organization"
+    )
+    with pytest.raises(AirflowException, match="1 of 1 reference table.*组织架构"):
+        only_failed.execute({})
+
+
+def test_fail_on_error_still_works_and_maps_to_fail_on(env):
+    env.mysql("DROP TABLE organization")
+    with pytest.warns(DeprecationWarning, match="fail_on"):
+        strict = ReferenceSyncOperator(
+            task_id="strict", config_path=str(env.config_path), fail_on_error=True, tables=["organization"]
+        )
+    assert strict.fail_on == "any"
     with pytest.raises(AirflowException, match="1 of 1 reference table"):
         strict.execute({})
-    env.mysql("DROP TABLE annuity_plan")
-    lenient = ReferenceSyncOperator(task_id="all_failed", config_path=str(env.config_path), tables="organization")
-    with pytest.raises(AirflowException, match="organization|组织架构"):
-        lenient.execute({})
+    with pytest.warns(DeprecationWarning):
+        lenient = ReferenceSyncOperator(
+            task_id="lenient_old",
+            config_path=str(env.config_path),
+            fail_on_error=False,
+            tables="annuity_plan,organization",
+        )
+    assert lenient.fail_on == "all"
+    assert [r.error is not None for r in lenient.execute({})] == [False, True]
+    with pytest.raises(ValueError, match="contradicts"):
+        ReferenceSyncOperator(task_id="both", fail_on="all", fail_on_error=True)
+    with pytest.raises(ValueError, match="fail_on must be one of any, all"):
+        ReferenceSyncOperator(task_id="bad", fail_on="some")
 
 
 def test_source_retries_do_not_touch_the_task_retries():

@@ -217,6 +217,7 @@ def test_operator_reads_each_table_through_its_own_connection(setup, caplog, cap
     op = ReferenceSyncOperator(
         task_id="sync_connections",
         config_path=str(setup.config_path),
+        fail_on="all",  # the orphan table fails by design
         source_connections={
             "crm": "legacy_crm",  # an Airflow connection id, for the tables with conn_id: crm
             "legacy_mysql": setup.env.mysql_dsn,  # a DSN, for the other legacy_mysql tables
@@ -242,7 +243,7 @@ def test_operator_defaults_read_airflow_connections_by_conn_id(setup, monkeypatc
     # No mapping at all: conn_id crm is the Airflow connection "crm", the other legacy_mysql table reads
     # mysql_conn_id, files has no Airflow connection: only that table fails, naming the connection.
     monkeypatch.setenv("AIRFLOW_CONN_CRM", airflow_conn_uri(setup.env.mysql_dsn, "mysql"))
-    op = ReferenceSyncOperator(task_id="sync_defaults", config_path=str(setup.config_path))
+    op = ReferenceSyncOperator(task_id="sync_defaults", config_path=str(setup.config_path), fail_on="all")
     results = op.execute({})
     errors = {r.table.split(".", 1)[1]: r.error for r in results}
     assert [errors[t] for t in (PLAN, PORTFOLIO, ORG, CHANNEL)] == [None] * 4
