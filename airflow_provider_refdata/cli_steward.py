@@ -53,9 +53,12 @@ def add_commands(commands: Any) -> None:
     health.add_argument("--json", action="store_true", help="print the health and alerts as JSON")
     health.set_defaults(run=run_health)
 
-    export = commands.add_parser("export-review", help="write the open placeholders of a table to a review file")
-    _common(export)
-    export.add_argument("table", help="schema-qualified reference table, e.g. business.年金计划")
+    export = _table_command(
+        commands,
+        "export-review",
+        "write the open placeholders of a table to a review file",
+        "schema-qualified reference table, e.g. business.年金计划",
+    )
     export.add_argument("--output", required=True, type=Path, help="the review file to write")
     export.add_argument("--format", choices=("csv", "xlsx"), default=None, help="default: from --output's suffix")
     export.add_argument("--domain", default=None, help="only placeholders this domain derived or uses")
@@ -70,9 +73,7 @@ def add_commands(commands: Any) -> None:
     apply.add_argument("--partial", action="store_true", help="apply the valid rows even when some are invalid")
     apply.set_defaults(run=run_apply)
 
-    approve = commands.add_parser("approve", help="approve placeholders (they stay, _needs_review=false)")
-    _common(approve)
-    approve.add_argument("table", help="schema-qualified reference table")
+    approve = _table_command(commands, "approve", "approve placeholders (they stay, _needs_review=false)")
     approve.add_argument("keys", nargs="+", metavar="KEY", help="the keys to approve")
     _actor(approve)
     approve.add_argument(
@@ -81,20 +82,32 @@ def add_commands(commands: Any) -> None:
     approve.add_argument("--authoritative", action="store_true", help="make the rows authoritative")
     approve.set_defaults(run=run_action, action="approve")
 
-    reject = commands.add_parser("reject", help="delete placeholders nothing references")
-    _common(reject)
-    reject.add_argument("table", help="schema-qualified reference table")
+    reject = _table_command(commands, "reject", "delete placeholders nothing references")
     reject.add_argument("keys", nargs="+", metavar="KEY", help="the keys to reject")
     _actor(reject)
     reject.set_defaults(run=run_action, action="reject")
 
-    remap = commands.add_parser("remap", help="replace a placeholder by an existing key everywhere it is used")
-    _common(remap)
-    remap.add_argument("table", help="schema-qualified reference table")
+    remap = _table_command(commands, "remap", "replace a placeholder by an existing key everywhere it is used")
     remap.add_argument("from_key", metavar="FROM", help="the placeholder (e.g. the typo P0O1)")
     remap.add_argument("to_key", metavar="TO", help="the existing key it stands for (e.g. P001)")
     _actor(remap)
     remap.set_defaults(run=run_action, action="remap")
+
+
+def _table_command(
+    commands: Any, name: str, help_text: str, table_help: str = "schema-qualified reference table"
+) -> argparse.ArgumentParser:
+    """A subcommand that acts on one reference table: the common options, then its ``table`` argument.
+
+    :param commands: the ``add_subparsers`` object of the ``refdata`` parser.
+    :param name: the subcommand's name.
+    :param help_text: its help line.
+    :param table_help: the help of its ``table`` argument.
+    """
+    parser = commands.add_parser(name, help=help_text)
+    _common(parser)
+    parser.add_argument("table", help=table_help)
+    return parser
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -163,8 +176,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_apply(args: argparse.Namespace) -> int:
     result = _service(args).apply_review_file(args.path, actor=args.actor, dry_run=args.dry_run, partial=args.partial)
-    _print_result(result)
-    return 1 if result.errors else 0
+    return _print_result(result)
 
 
 def run_action(args: argparse.Namespace) -> int:
@@ -178,8 +190,7 @@ def run_action(args: argparse.Namespace) -> int:
         result = service.reject(args.table, args.keys, actor=args.actor)
     else:
         result = service.remap(args.table, args.from_key, args.to_key, actor=args.actor)
-    _print_result(result)
-    return 1 if result.errors else 0
+    return _print_result(result)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -250,8 +261,11 @@ def _service(args: argparse.Namespace) -> Any:
     )
 
 
-def _print_result(result: Any) -> None:
-    """A review's counts, then every refused row with its line (to stderr)."""
+def _print_result(result: Any) -> int:
+    """Print a review's counts, then every refused row with its line (to stderr); return the exit status.
+
+    :param result: the action's or the file's :class:`~airflow_provider_refdata.results.ReviewResult`.
+    """
     from airflow_provider_refdata.notifications.text import describe_row_error, review_summary
 
     print(review_summary(result))
@@ -259,3 +273,4 @@ def _print_result(result: Any) -> None:
         print(f"  remap rewrote {n:,} row(s) of {column}")
     for error in result.errors:
         print(f"invalid: {describe_row_error(error)}", file=sys.stderr)
+    return 1 if result.errors else 0

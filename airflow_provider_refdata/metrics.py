@@ -40,21 +40,15 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_refdata.results import SYNC_WRITE_COUNTS
+
 if TYPE_CHECKING:
     from airflow_provider_refdata.results import HybridResult, SyncResult, TableHealth
 
 log = logging.getLogger(__name__)
 
 PREFIX = "refdata"
-SYNC_COUNTS = (
-    "rows_read",
-    "rows_inserted",
-    "rows_updated",
-    "rows_unchanged",
-    "rows_deleted",
-    "rows_promoted",
-    "rows_kept_referenced",
-)
+SYNC_COUNTS = ("rows_read", *SYNC_WRITE_COUNTS)
 HEALTH_GAUGES = (
     "total_rows",
     "authoritative_rows",

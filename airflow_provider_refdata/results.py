@@ -18,6 +18,17 @@ class _Result(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: The counts of what a table sync wrote (all 0 when its transaction rolled back).
+SYNC_WRITE_COUNTS = (
+    "rows_inserted",
+    "rows_updated",
+    "rows_unchanged",
+    "rows_deleted",
+    "rows_promoted",
+    "rows_kept_referenced",
+)
+
+
 class SyncResult(_Result):
     """What one reference table's sync did (or, with ``plan_only``, would do)."""
 

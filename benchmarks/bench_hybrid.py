@@ -35,13 +35,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_sync import run_module_child
 from benchmarks.memory import PeakRss
 
 SCHEMA = "bench"
@@ -347,15 +346,9 @@ def reset_state(dsn: str, aliases: bool = False) -> None:
 
 
 def run_child(approach: str, rows: int, dsn: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_hybrid", "--child", approach, "--rows", str(rows), "--dsn", dsn],
-        capture_output=True,
-        text=True,
-        check=False,
+    return run_module_child(
+        "benchmarks.bench_hybrid", ["--child", approach, "--rows", str(rows), "--dsn", dsn], f"{approach} {rows}"
     )
-    if out.returncode != 0:
-        raise RuntimeError(f"{approach} {rows} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def machine() -> str:

@@ -37,6 +37,7 @@ import time
 import uuid
 from pathlib import Path
 
+from airflow_provider_refdata.services.review_file import PROVENANCE_COLUMNS, STEWARD_COLUMNS, TABLE_COLUMN
 from benchmarks.memory import PeakRss
 
 SCHEMA = "bench"
@@ -48,23 +49,8 @@ TRACKING = (
     "_source varchar(20) NOT NULL DEFAULT 'authoritative', _needs_review boolean NOT NULL DEFAULT false, "
     "_derived_from_domain varchar(64), _derived_at timestamptz"
 )
-HEADER = [
-    "action",
-    "remap_to",
-    "年金计划号",
-    "计划名称",
-    "计划类型",
-    "规模",
-    "成立日期",
-    "_fact_rows_total",
-    "_fact_rows_last",
-    "_first_seen_at",
-    "_last_seen_at",
-    "_domains",
-    "_derived_from_domain",
-    "_derived_at",
-    "_table",
-]
+#: The export's layout (services/review_file.py): steward columns, key, business columns, provenance, table.
+HEADER = [*STEWARD_COLUMNS, "年金计划号", "计划名称", "计划类型", "规模", "成立日期", *PROVENANCE_COLUMNS, TABLE_COLUMN]
 
 
 def decision(g: int, authoritative: int) -> tuple[str, str | None]:

@@ -37,12 +37,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.bench_sync import run_module_child
 
 SCHEMA = "bench"
 TABLE = "年金计划"
@@ -226,15 +226,9 @@ def setup(dsn: str, rows: int) -> None:
 
 
 def run_child(approach: str, dsn: str, out: Path) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.bench_review_export", "--child", approach, "--dsn", dsn, "--out", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
+    return run_module_child(
+        "benchmarks.bench_review_export", ["--child", approach, "--dsn", dsn, "--out", str(out)], approach
     )
-    if done.returncode != 0:
-        raise RuntimeError(f"{approach} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def machine() -> str:

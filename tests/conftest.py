@@ -219,6 +219,25 @@ def airflow_conn_uri(dsn: str, conn_type: str) -> str:
     return parts._replace(scheme=conn_type).geturl()
 
 
+def run_cli(*args: str, env_vars: dict[str, str], drop: tuple[str, ...] = ("REFDATA_",)) -> subprocess.CompletedProcess:
+    """Run ``python -m airflow_provider_refdata *args`` in a fresh process from the repository root.
+
+    :param args: the command line after the module.
+    :param env_vars: the environment variables to set, over this process's environment.
+    :param drop: prefixes of this process's variables left out first (the test's own settings must not leak in).
+    """
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(drop)} | env_vars
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_provider_refdata", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+        env=environ,
+        timeout=120,
+    )
+
+
 @pytest.fixture
 def airflow_connections(pg_server: str, mysql_server: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Define the provider's default connections (warehouse, legacy MySQL) through AIRFLOW_CONN_*."""

@@ -45,7 +45,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 
 from airflow_provider_refdata.config.foreign_keys import processing_order
 from airflow_provider_refdata.exceptions import RefdataConfigError, RefdataError, RefdataSyncError
-from airflow_provider_refdata.results import SyncResult
+from airflow_provider_refdata.results import SYNC_WRITE_COUNTS, SyncResult
 from airflow_provider_refdata.services import sync_checks
 from airflow_provider_refdata.services.copy_diagnosis import describe_copy_error
 from airflow_provider_refdata.services.source_resolver import ConnectionFactory, SourceResolver
@@ -648,14 +648,7 @@ class ReferenceSyncService:
 
 def _reset_counts(result: SyncResult) -> None:
     """A rolled-back (or skipped, or retried) table wrote nothing: its write counts are 0."""
-    for field in (
-        "rows_inserted",
-        "rows_updated",
-        "rows_unchanged",
-        "rows_deleted",
-        "rows_promoted",
-        "rows_kept_referenced",
-    ):
+    for field in SYNC_WRITE_COUNTS:
         setattr(result, field, 0)
     result.watermark_after = result.watermark_before
 

@@ -6,6 +6,7 @@ schema (``pg_schema``) and re-targets the shipped ``config/foreign_keys.yml`` at
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
@@ -13,11 +14,14 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from airflow_provider_refdata.config import ForeignKeyConfig, load_fk_configs
+from airflow_provider_refdata.config import ForeignKeyConfig, ReferenceSyncConfig, SyncTableConfig, load_fk_configs
+from airflow_provider_refdata.warehouse.state import ensure_state_tables
 from tests.conftest import REPO_ROOT
 
 DOMAIN = "annuity_performance"
 PLAN, PORTFOLIO, ORG, PRODUCT = "年金计划", "组合计划", "组织架构", "产品线"
+#: The FK configurations of the tests whose facts hold only organization and product-line codes.
+ORG_AND_PRODUCT_LINE = ("fk_organization", "fk_product_line")
 
 _TRACKING = """,
     _source varchar(20) NOT NULL DEFAULT 'authoritative',
@@ -58,10 +62,17 @@ def fk_configs(schema: str, domain: str = DOMAIN) -> list[ForeignKeyConfig]:
     return [fk.model_copy(update={"target_schema": schema}) for fk in configs]
 
 
-def write_fk_yaml(path: Path, schema: str) -> Path:
-    """A copy of the shipped foreign_keys.yml whose target_schema is ``schema`` everywhere."""
+def write_fk_yaml(path: Path, schema: str, only: Collection[str] | None = None) -> Path:
+    """A copy of the shipped foreign_keys.yml whose target_schema is ``schema`` everywhere.
+
+    :param path: the file to write.
+    :param schema: the test's schema.
+    :param only: keep only the FK configurations of these names (``None``: all of them).
+    """
     data = yaml.safe_load((REPO_ROOT / "config" / "foreign_keys.yml").read_text(encoding="utf-8"))
     for domain in data["domains"].values():
+        if only is not None:
+            domain["foreign_keys"] = [fk for fk in domain["foreign_keys"] if fk["name"] in only]
         for fk in domain["foreign_keys"]:
             fk["target_schema"] = schema
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
@@ -113,3 +124,48 @@ def plan_facts(codes: list) -> pd.DataFrame:
             "业务类型": ["企年受托"] * n,
         }
     )
+
+
+def plan_sync_config(folder: Path, schema: str, names: dict[str, str]) -> SyncTableConfig:
+    """An authoritative sync of the plan table from a YAML data file ``folder/plans.yml`` of ``{key: name}``.
+
+    :param folder: where the data file goes.
+    :param schema: the test's schema (the plan table's).
+    :param names: the plans the source holds: 年金计划号 → 计划名称.
+    """
+    path = folder / "plans.yml"
+    lines = ['schema_version: "1.0"', "data:"] + [f"  - {{ 年金计划号: {k}, 计划名称: {v} }}" for k, v in names.items()]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    document = {
+        "tables": [
+            {
+                "name": "plans",
+                "target_schema": schema,
+                "target_table": PLAN,
+                "primary_key": "年金计划号",
+                "source_type": "config_file",
+                "sync_mode": "upsert",
+                "source_config": {
+                    "file_path": str(path),
+                    "schema_version": "1.0",
+                    "columns": ["年金计划号", "计划名称"],
+                },
+            }
+        ]
+    }
+    return ReferenceSyncConfig.model_validate(document).tables[0]
+
+
+def insert_key_aliases(conn: psycopg.Connection, aliases: list[tuple[str, str, str]]) -> None:
+    """Record ``refdata.key_alias`` rows as a steward's remap leaves them, in the caller's transaction.
+
+    :param conn: the connection (inside a transaction).
+    :param aliases: ``(table_name, from_key, to_key)`` per alias, the table schema-qualified.
+    """
+    ensure_state_tables(conn)
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO refdata.key_alias (table_name, from_key, to_key, created_by, review_id)"
+            " VALUES (%s, %s, %s, 'steward', 'review-1')",
+            aliases,
+        )

@@ -8,10 +8,13 @@ section) and ``foreign_keys.yml`` (the shipped file re-targeted at the schema).
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from airflow_provider_refdata.services.hybrid import HybridReferenceService
@@ -150,6 +153,41 @@ class StewardScenario:
                         sql.SQL("DELETE FROM refdata.{} WHERE table_name LIKE %s").format(sql.Identifier(table)),
                         (f"{self.schema}.%",),
                     )
+
+
+def scenario_in_env(
+    dsn: str, schema: str, folder: Path, monkeypatch: pytest.MonkeyPatch, **env: str
+) -> Iterator[StewardScenario]:
+    """The body of the tests' ``scenario`` fixtures: create the scenario, point ``$REFDATA_CONFIG_DIR`` (and the
+    extra variables ``env``) at it, yield it, then remove its state rows.
+
+    :param dsn: the PostgreSQL DSN.
+    :param schema: the test's schema.
+    :param folder: where the config folder goes.
+    :param monkeypatch: the test's monkeypatch (the variables are restored after the test).
+    :param env: more environment variables to set (name → value).
+    """
+    made = StewardScenario.create(dsn, schema, folder)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("REFDATA_CONFIG_DIR", str(made.config_dir))
+    yield made
+    made.cleanup()
+
+
+def fill_review_file(path: Path, decisions: dict[str, tuple[str, str]]) -> None:
+    """Fill in an exported CSV review file as a steward does: ``{key: (action, remap_to)}``.
+
+    :param path: the exported CSV file (rewritten in place, same encoding).
+    :param decisions: the action and remap target per key (the third column); other rows are left as they are.
+    """
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.reader(fh))
+    for row in rows[1:]:
+        if row[2] in decisions:
+            row[0], row[1] = decisions[row[2]]
+    with path.open("w", encoding="utf-8-sig", newline="") as fh:
+        csv.writer(fh).writerows(rows)
 
 
 def dag_in_metadata_db(folder: Path, dag_id: str, source: str):

@@ -7,6 +7,7 @@ import pytest
 from psycopg import sql
 
 from tests.conftest import REPO_ROOT
+from tests.integration.dags.dag_runs import parsed_without_io
 from tests.integration.refdata_business_tables import (
     ORG,
     PLAN,
@@ -119,17 +120,7 @@ def test_dag_runs_end_to_end_then_holds_and_fails_as_decided(annuity_dag, pg_con
 
 
 def test_dag_parses_without_io_and_has_the_form(monkeypatch):
-    import psycopg
-    from airflow.dag_processing.dagbag import DagBag
-
-    def boom(*_args, **_kwargs):
-        raise AssertionError("database I/O at parse time")
-
-    monkeypatch.setattr(psycopg, "connect", boom)
-    monkeypatch.setenv("REFDATA_CONFIG_DIR", "/nonexistent")
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{DAG_ID}.py"))
-    assert bag.import_errors == {}
-    dag = bag.dags[DAG_ID]
+    dag = parsed_without_io(monkeypatch, DAG_ID)
     params = dag.params
     assert set(params.keys()) == {"month", "fact_file", "auto_derived_threshold", "plan_only"}
     for name in params.keys():

@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 
 import pytest
 
 from airflow_provider_refdata.results import Alert, TableHealth
-from tests.conftest import REPO_ROOT
+from tests.integration.dags.dag_runs import load_dag, parsed_without_io, task_states, xcom_result
 from tests.integration.notifications.webhook_server import WebhookServer
-from tests.integration.steward_scenario import HEALTH_WITH_FAIL, StewardScenario, dag_in_metadata_db
+from tests.integration.steward_scenario import HEALTH_WITH_FAIL, dag_in_metadata_db
 
 DAG_ID = "refdata_reference_health"
-
-
-def _load_dag():
-    import dags.refdata_reference_health as module
-
-    return importlib.reload(module).dag
+DAG_MODULE = f"dags.{DAG_ID}"
 
 
 @pytest.fixture(autouse=True)
 def _restore_dag_module():
     yield
-    import dags.refdata_reference_health as module
-
-    importlib.reload(module)
-
-
-@pytest.fixture
-def scenario(airflow_db, airflow_connections, pg_server, pg_schema, tmp_path, monkeypatch):
-    made = StewardScenario.create(pg_server, pg_schema, tmp_path)
-    monkeypatch.setenv("REFDATA_CONFIG_DIR", str(made.config_dir))
-    yield made
-    made.cleanup()
+    load_dag(DAG_MODULE)
 
 
 @pytest.fixture
@@ -45,37 +29,8 @@ def webhook(monkeypatch):
         yield server
 
 
-def _states(run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-
-
-def _xcom(run, task_id: str, key: str = "return_value"):
-    from airflow.models.xcom import XComModel
-    from airflow.sdk.serde import deserialize
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        value = (
-            session.query(XComModel)
-            .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key=key)
-            .one()
-            .value
-        )
-    return deserialize(json.loads(value) if isinstance(value, str) else value)
-
-
 def test_dag_shape_and_no_io_at_parse_time(monkeypatch):
-    import psycopg
-    from airflow.dag_processing.dagbag import DagBag
-
-    def boom(*_args, **_kwargs):
-        raise AssertionError("database I/O at parse time")
-
-    monkeypatch.setattr(psycopg, "connect", boom)
-    monkeypatch.setenv("REFDATA_CONFIG_DIR", "/nonexistent")
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{DAG_ID}.py"))
-    assert bag.import_errors == {}
-    dag = bag.dags[DAG_ID]
+    dag = parsed_without_io(monkeypatch, DAG_ID)
     assert dag.catchup is False and dag.max_active_runs == 1
     assert set(dag.params) == {"tables", "fail_on_alerts"}
     assert all(dag.params.get_param(p).description for p in dag.params)
@@ -85,12 +40,12 @@ def test_dag_shape_and_no_io_at_parse_time(monkeypatch):
 
 
 def test_warn_alerts_are_sent_and_the_run_succeeds(scenario, webhook):
-    run = _load_dag().test()
-    assert _states(run) == {"check_reference_health": "success"}
-    result = _xcom(run, "check_reference_health")
+    run = load_dag(DAG_MODULE).test()
+    assert task_states(run) == {"check_reference_health": "success"}
+    result = xcom_result(run, "check_reference_health")
     assert [type(h) for h in result["tables"]] == [TableHealth] * 4
     assert [(a.table, a.rule, a.level) for a in result["alerts"]] == [(scenario.plan, "auto_derived_ratio", "warn")]
-    assert [type(a) for a in _xcom(run, "check_reference_health", "refdata_alerts")] == [Alert]
+    assert [type(a) for a in xcom_result(run, "check_reference_health", "refdata_alerts")] == [Alert]
     assert [s[:3] for s in scenario.snapshots()][0] == (scenario.plan, 5, 3)
     assert len(scenario.snapshots()) == 4
     (request,) = webhook.received
@@ -102,21 +57,21 @@ def test_warn_alerts_are_sent_and_the_run_succeeds(scenario, webhook):
 
 def test_fail_alerts_fail_the_run_after_notifying_unless_switched_off(scenario, webhook):
     scenario.write_sync_config(HEALTH_WITH_FAIL)
-    dag = _load_dag()
+    dag = load_dag(DAG_MODULE)
     failed = dag.test(run_conf={"tables": ["annuity_plan"]})
-    assert _states(failed) == {"check_reference_health": "failed"}
+    assert task_states(failed) == {"check_reference_health": "failed"}
     assert len(webhook.received) == 1 and "[FAIL]" in webhook.received[0].json["text"]["content"]
-    lenient = _load_dag().test(run_conf={"tables": [scenario.plan], "fail_on_alerts": False})
-    assert _states(lenient) == {"check_reference_health": "success"}
+    lenient = load_dag(DAG_MODULE).test(run_conf={"tables": [scenario.plan], "fail_on_alerts": False})
+    assert task_states(lenient) == {"check_reference_health": "success"}
     assert len(webhook.received) == 2
     assert [s[:3] for s in scenario.snapshots()] == [(scenario.plan, 5, 3)] * 2
 
 
 def test_without_the_webhook_connection_the_check_still_runs(scenario, monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_REFDATA_HEALTH_WEBHOOK", raising=False)
-    run = _load_dag().test(run_conf={"tables": ["annuity_plan"]})
-    assert _states(run) == {"check_reference_health": "success"}
-    assert [a.rule for a in _xcom(run, "check_reference_health")["alerts"]] == ["auto_derived_ratio"]
+    run = load_dag(DAG_MODULE).test(run_conf={"tables": ["annuity_plan"]})
+    assert task_states(run) == {"check_reference_health": "success"}
+    assert [a.rule for a in xcom_result(run, "check_reference_health")["alerts"]] == ["auto_derived_ratio"]
 
 
 CALLBACK_DAG = """
@@ -141,7 +96,7 @@ def test_notifier_as_failure_callback_of_the_health_task_lists_the_alerts(scenar
     with WebhookServer() as server:
         source = CALLBACK_DAG.format(dag_id=dag_id, tables=[scenario.plan], url=server.url)
         run = dag_in_metadata_db(tmp_path, dag_id, source).test()
-        assert _states(run) == {"health": "failed"}
+        assert task_states(run) == {"health": "failed"}
         (request,) = server.received
     lines = request.json["text"]["content"].splitlines()
     assert lines[0] == f"Reference data health in {dag_id}.health: 2 alerts (1 fail, 1 warn)"

@@ -6,9 +6,6 @@ The human-in-the-loop test answers the waiting task the way the Airflow API's ``
 
 from __future__ import annotations
 
-import csv
-import importlib
-import json
 import threading
 import time
 from datetime import timedelta
@@ -30,76 +27,24 @@ from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import configure_mappers
 
 from airflow_provider_refdata.results import ReviewExportResult, ReviewResult
-from tests.conftest import REPO_ROOT
-from tests.integration.steward_scenario import StewardScenario
+from tests.integration.dags.dag_runs import load_dag, parsed_without_io, task_states, xcom_result
+from tests.integration.steward_scenario import fill_review_file
 
 DAG_ID = "refdata_review"
+DAG_MODULE = f"dags.{DAG_ID}"
 TASKS = ["check_form", "apply_review_file", "export_review", "steward_decision"]
-
-
-def _load_dag():
-    import dags.refdata_review as module
-
-    return importlib.reload(module).dag
 
 
 @pytest.fixture(autouse=True)
 def _restore_dag_module():
     yield
-    import dags.refdata_review as module
-
-    importlib.reload(module)
-
-
-@pytest.fixture
-def scenario(airflow_db, airflow_connections, pg_server, pg_schema, tmp_path, monkeypatch):
-    made = StewardScenario.create(pg_server, pg_schema, tmp_path)
-    monkeypatch.setenv("REFDATA_CONFIG_DIR", str(made.config_dir))
-    yield made
-    made.cleanup()
-
-
-def _states(run) -> dict[str, str]:
-    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-
-
-def _xcom(run, task_id: str):
-    from airflow.models.xcom import XComModel
-    from airflow.sdk.serde import deserialize
-
-    with create_session() as session:
-        row = (
-            session.query(XComModel)
-            .filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id, key="return_value")
-            .one()
-        )
-        value = row.value
-    return deserialize(json.loads(value) if isinstance(value, str) else value)
-
-
-def _fill(path: Path, decisions: dict[str, tuple[str, str]]) -> None:
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.reader(fh))
-    for row in rows[1:]:
-        if row[2] in decisions:
-            row[0], row[1] = decisions[row[2]]
-    with path.open("w", encoding="utf-8-sig", newline="") as fh:
-        csv.writer(fh).writerows(rows)
+    load_dag(DAG_MODULE)
 
 
 def test_dag_shape_and_no_io_at_parse_time(monkeypatch):
-    import psycopg
-    from airflow.dag_processing.dagbag import DagBag
     from airflow.providers.standard.operators.hitl import HITLOperator
 
-    def boom(*_args, **_kwargs):
-        raise AssertionError("database I/O at parse time")
-
-    monkeypatch.setattr(psycopg, "connect", boom)
-    monkeypatch.setenv("REFDATA_CONFIG_DIR", "/nonexistent")
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags" / f"{DAG_ID}.py"))
-    assert bag.import_errors == {}
-    dag = bag.dags[DAG_ID]
+    dag = parsed_without_io(monkeypatch, DAG_ID)
     assert type(dag.timetable).__name__ == "NullTimetable"  # manual trigger only
     assert set(dag.params) == {
         "table", "review_file", "dry_run", "partial", "actor", "export", "export_folder", "export_format", "decide",
@@ -118,29 +63,29 @@ def test_dag_shape_and_no_io_at_parse_time(monkeypatch):
 def test_export_then_apply_the_filled_in_file(scenario, tmp_path):
     folder = tmp_path / "exports"
     exported, _ = _run({"table": scenario.plan, "export": True, "export_folder": str(folder)})
-    assert _states(exported) == {
+    assert task_states(exported) == {
         "check_form": "success",
         "apply_review_file": "skipped",
         "export_review": "success",
         "steward_decision": "skipped",
     }
-    export = _xcom(exported, "export_review")
+    export = xcom_result(exported, "export_review")
     assert isinstance(export, ReviewExportResult) and export.rows == 3 and export.excluded_columns == ["客户名称"]
     path = Path(export.path)
     assert path.parent == folder and path.suffix == ".csv"
-    _fill(path, {"X9": ("approve", ""), "P0O1": ("remap", "P001"), "Y1": ("reject", "")})
+    fill_review_file(path, {"X9": ("approve", ""), "P0O1": ("remap", "P001"), "Y1": ("reject", "")})
 
     dry, _ = _run({"table": scenario.plan, "review_file": str(path), "dry_run": True, "actor": "王芳"})
-    assert _states(dry)["apply_review_file"] == "success" and scenario.review_log() == []
+    assert task_states(dry)["apply_review_file"] == "success" and scenario.review_log() == []
 
     applied, _ = _run({"table": scenario.plan, "review_file": str(path)})  # actor: the triggering user
-    assert _states(applied) == {
+    assert task_states(applied) == {
         "check_form": "success",
         "apply_review_file": "success",
         "export_review": "skipped",
         "steward_decision": "skipped",
     }
-    result = _xcom(applied, "apply_review_file")
+    result = xcom_result(applied, "apply_review_file")
     assert isinstance(result, ReviewResult) and (result.approved, result.rejected, result.remapped) == (1, 1, 1)
     assert sorted(scenario.review_log()) == [
         ("P0O1", "remap", "dag_test", "P001"),
@@ -153,16 +98,16 @@ def test_export_then_apply_the_filled_in_file(scenario, tmp_path):
 def test_invalid_file_fails_and_empty_forms_do_nothing(scenario, tmp_path):
     path = tmp_path / "review.csv"
     done, _ = _run({"table": scenario.plan, "export": True, "export_folder": str(tmp_path)})
-    Path(_xcom(done, "export_review").path).rename(path)
-    _fill(path, {"X9": ("promote", "")})
+    Path(xcom_result(done, "export_review").path).rename(path)
+    fill_review_file(path, {"X9": ("promote", "")})
     failed, _ = _run({"review_file": str(path), "export": True, "table": scenario.plan})
-    states = _states(failed)
+    states = task_states(failed)
     assert states["apply_review_file"] == "failed" and states["export_review"] == "upstream_failed"
     assert scenario.review_log() == []
     nothing, _ = _run()
-    assert _states(nothing) == {"check_form": "success"} | {t: "skipped" for t in TASKS[1:]}
+    assert task_states(nothing) == {"check_form": "success"} | {t: "skipped" for t in TASKS[1:]}
     no_table, _ = _run({"decide": True})
-    assert _states(no_table) == {"check_form": "failed"} | {t: "upstream_failed" for t in TASKS[1:]}
+    assert task_states(no_table) == {"check_form": "failed"} | {t: "upstream_failed" for t in TASKS[1:]}
 
 
 def _respond(dag_id: str, answer: dict | None, outcome: dict, stop: threading.Event, timeout: float) -> None:
@@ -210,7 +155,7 @@ def _respond(dag_id: str, answer: dict | None, outcome: dict, stop: threading.Ev
 def _run(conf: dict | None = None, answer: dict | None = None, timeout: float = 120.0):
     """``dag.test(run_conf=conf)`` of a freshly loaded DAG, with a responder thread; returns (the run, what
     the responder saw).  Fresh, because a run's conf is written into the DAG object's params in-process."""
-    dag = _load_dag()
+    dag = load_dag(DAG_MODULE)
     # Every model imported and mapped before a second thread queries: two threads importing Airflow's models
     # at once deadlock on SQLAlchemy's registry (dag.test() imports more of them as it goes).
     import_all_models()
@@ -241,13 +186,13 @@ def test_the_steward_decides_in_the_ui_and_the_remap_is_applied(scenario):
     body = outcome["body"].splitlines()
     assert "The 3 most-used open placeholder(s)" in body[0]
     assert [line.split("|")[1].strip() for line in body[4:]] == ["`X9`", "`P0O1`", "`Y1`"]
-    assert _states(run) == {
+    assert task_states(run) == {
         "check_form": "success",
         "apply_review_file": "skipped",
         "export_review": "skipped",
         "steward_decision": "success",
     }
-    result = _xcom(run, "steward_decision")
+    result = xcom_result(run, "steward_decision")
     assert isinstance(result, ReviewResult) and (result.action, result.remapped, result.actor) == ("remap", 1, "王芳")
     assert scenario.review_log() == [("P0O1", "remap", "王芳", "P001")]
     assert scenario.placeholders()["P0O1"] == (2, "remapped", "王芳")
@@ -258,8 +203,8 @@ def test_an_unanswered_decision_times_out_to_skip_and_changes_nothing(scenario):
     before = scenario.plan_rows()
     run, outcome = _run({"table": scenario.plan, "decide": True}, {"time_out": True})
     assert outcome.get("timed_out"), outcome
-    assert _states(run)["steward_decision"] == "success"
+    assert task_states(run)["steward_decision"] == "success"
     with pytest.raises(NoResultFound):  # skip returns None: no return value is stored
-        _xcom(run, "steward_decision")
+        xcom_result(run, "steward_decision")
     assert scenario.plan_rows() == before and scenario.review_log() == []
     assert all(resolution is None for _, resolution, _ in scenario.placeholders().values())

@@ -11,7 +11,7 @@ from airflow_provider_refdata.notifications import ReferenceHealthNotifier
 from airflow_provider_refdata.operators.health import ReferenceHealthOperator
 from airflow_provider_refdata.results import Alert, TableHealth
 from tests.integration.notifications.webhook_server import WebhookServer
-from tests.integration.steward_scenario import HEALTH_WITH_FAIL, StewardScenario
+from tests.integration.steward_scenario import HEALTH_WITH_FAIL, scenario_in_env
 
 
 class RecordingNotifier(BaseNotifier):
@@ -30,10 +30,7 @@ class RecordingNotifier(BaseNotifier):
 
 @pytest.fixture
 def scenario(airflow_connections, pg_server, pg_schema, tmp_path, monkeypatch):
-    made = StewardScenario.create(pg_server, pg_schema, tmp_path)
-    monkeypatch.setenv("REFDATA_CONFIG_DIR", str(made.config_dir))
-    yield made
-    made.cleanup()
+    yield from scenario_in_env(pg_server, pg_schema, tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from airflow_provider_refdata.operators.hybrid import HybridReferenceOperator, r
 from tests.integration.refdata_business_tables import (
     DOMAIN,
     ORG,
+    ORG_AND_PRODUCT_LINE,
     PRODUCT,
     create_business_tables,
     insert,
@@ -33,16 +34,7 @@ def _facts() -> pd.DataFrame:
 
 def _only(fk_yaml_dir, schema: str):
     """A foreign_keys.yml for the test schema with only the organization and product-line FKs."""
-    import yaml
-
-    path = write_fk_yaml(fk_yaml_dir / "foreign_keys.yml", schema)
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for domain in data["domains"].values():
-        domain["foreign_keys"] = [
-            fk for fk in domain["foreign_keys"] if fk["name"] in ("fk_organization", "fk_product_line")
-        ]
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return path
+    return write_fk_yaml(fk_yaml_dir / "foreign_keys.yml", schema, only=ORG_AND_PRODUCT_LINE)
 
 
 _DAG_FILE = """

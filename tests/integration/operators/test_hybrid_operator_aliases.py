@@ -7,17 +7,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
-import yaml
 from psycopg import sql
 
 from airflow_provider_refdata.operators.hybrid import HybridReferenceOperator
-from airflow_provider_refdata.warehouse.state import ensure_state_tables
 from tests.integration.refdata_business_tables import (
     DOMAIN,
     ORG,
+    ORG_AND_PRODUCT_LINE,
     PRODUCT,
     create_business_tables,
     insert,
+    insert_key_aliases,
     write_fk_yaml,
 )
 
@@ -27,14 +27,7 @@ ROWS = [(1001, "北京", " PLX "), (1001, "北京", "PL1"), (3001, "深圳", "PL
 
 def _config(folder: Path, schema: str) -> str:
     """foreign_keys.yml for the test schema with only the organization and product-line FKs."""
-    path = write_fk_yaml(folder / "foreign_keys.yml", schema)
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for domain in data["domains"].values():
-        domain["foreign_keys"] = [
-            fk for fk in domain["foreign_keys"] if fk["name"] in ("fk_organization", "fk_product_line")
-        ]
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return str(path)
+    return str(write_fk_yaml(folder / "foreign_keys.yml", schema, only=ORG_AND_PRODUCT_LINE))
 
 
 def _setup(conn: psycopg.Connection, schema: str, org_alias: str = "2001") -> None:
@@ -43,13 +36,7 @@ def _setup(conn: psycopg.Connection, schema: str, org_alias: str = "2001") -> No
     insert(conn, schema, ORG, [{"机构代码": org_alias}])
     insert(conn, schema, PRODUCT, [{"产品线代码": "PL1", "产品线名称": "企业年金"}])
     with conn.transaction():
-        ensure_state_tables(conn)
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO refdata.key_alias (table_name, from_key, to_key, created_by, review_id)"
-                " VALUES (%s, %s, %s, 'steward', 'review-1')",
-                [(f"{schema}.{ORG}", "1001", org_alias), (f"{schema}.{PRODUCT}", "PLX", "PL1")],
-            )
+        insert_key_aliases(conn, [(f"{schema}.{ORG}", "1001", org_alias), (f"{schema}.{PRODUCT}", "PLX", "PL1")])
         conn.execute(
             sql.SQL("CREATE TABLE {}.{} (id serial, 机构代码 integer, 机构名称 text, 产品线代码 text)").format(
                 sql.Identifier(schema), sql.Identifier(STAGE)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
@@ -19,31 +18,18 @@ from airflow_provider_refdata.operators.review import (
 )
 from airflow_provider_refdata.results import ReviewExportResult, ReviewResult
 from airflow_provider_refdata.services.review import ReviewService
-from tests.integration.steward_scenario import StewardScenario
+from tests.integration.steward_scenario import fill_review_file, scenario_in_env
 
 
 @pytest.fixture
 def scenario(airflow_connections, pg_server, pg_schema, tmp_path, monkeypatch):
-    made = StewardScenario.create(pg_server, pg_schema, tmp_path)
-    monkeypatch.setenv("REFDATA_CONFIG_DIR", str(made.config_dir))
-    yield made
-    made.cleanup()
+    yield from scenario_in_env(pg_server, pg_schema, tmp_path, monkeypatch)
 
 
 class _DagRun:
     """The part of a DAG run the operators read: who triggered it."""
 
     triggering_user_name = "trigger-user"
-
-
-def _fill(path: Path, decisions: dict[str, tuple[str, str]]) -> None:
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.reader(fh))
-    for row in rows[1:]:
-        if row[2] in decisions:
-            row[0], row[1] = decisions[row[2]]
-    with path.open("w", encoding="utf-8-sig", newline="") as fh:
-        csv.writer(fh).writerows(rows)
 
 
 def test_init_does_no_io_and_declares_templates(monkeypatch):
@@ -67,7 +53,7 @@ def test_export_then_apply_as_the_triggering_user(scenario, tmp_path):
     assert isinstance(export, ReviewExportResult) and export.rows == 3 and export.excluded_columns == ["客户名称"]
     path = Path(export.path)
     assert path == tmp_path / "out" / f"{scenario.plan}_20250102T010000.csv" and path.is_file()
-    _fill(path, {"X9": ("approve", ""), "P0O1": ("remap", "P001"), "Y1": ("reject", "")})
+    fill_review_file(path, {"X9": ("approve", ""), "P0O1": ("remap", "P001"), "Y1": ("reject", "")})
 
     dry = ReviewFileOperator(task_id="dry", review_file=str(path), table=scenario.plan, dry_run="true")
     planned = dry.execute({"dag_run": _DagRun()})
@@ -104,7 +90,7 @@ def test_review_file_refusals(scenario, tmp_path):
     other = f"{scenario.schema}.组合计划"
     with pytest.raises(AirflowFailException, match=rf"line 2: the file is for {scenario.plan}, not for {other}"):
         ReviewFileOperator(task_id="wrong", review_file=str(path), table=other, actor="a").execute({})
-    _fill(path, {"X9": ("promote", ""), "P0O1": ("remap", "P404"), "Y1": ("approve", "")})
+    fill_review_file(path, {"X9": ("promote", ""), "P0O1": ("remap", "P404"), "Y1": ("approve", "")})
     with pytest.raises(
         AirflowFailException, match=r"2 invalid row\(s\), applied nothing: line 2, key X9.*; line 3, key P0O1"
     ):

@@ -62,16 +62,20 @@ def add_portfolios(conn: psycopg.Connection, schema: str, plans: dict[str, str])
     insert(conn, schema, PORTFOLIO, [{"组合代码": k, "年金计划号": v} for k, v in plans.items()])
 
 
+def _records(conn: psycopg.Connection, query: str | sql.Composable, params: tuple | None = None) -> list[dict]:
+    """The rows of a query as dicts (column → value), read in their own transaction."""
+    with conn.transaction():
+        cur = conn.execute(query, params)
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
 def rows(conn: psycopg.Connection, schema: str, table: str, key: str) -> dict[str, dict]:
     """``{key: row as dict (with xmin)}`` of a table."""
-    with conn.transaction():
-        cur = conn.execute(
-            sql.SQL("SELECT t.*, t.xmin::text AS xmin FROM {}.{} AS t ORDER BY {}").format(
-                sql.Identifier(schema), sql.Identifier(table), sql.Identifier(key)
-            )
-        )
-        names = [d.name for d in cur.description]
-        return {r[names.index(key)]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+    query = sql.SQL("SELECT t.*, t.xmin::text AS xmin FROM {}.{} AS t ORDER BY {}").format(
+        sql.Identifier(schema), sql.Identifier(table), sql.Identifier(key)
+    )
+    return {r[key]: r for r in _records(conn, query)}
 
 
 def plans(conn: psycopg.Connection, schema: str) -> dict[str, dict]:
@@ -91,25 +95,20 @@ def column_values(conn: psycopg.Connection, schema: str, table: str, column: str
 
 
 def review_log(conn: psycopg.Connection, table: str) -> list[dict]:
-    with conn.transaction():
-        cur = conn.execute(
-            "SELECT review_id, key, action, actor, before, after, remap_to, source_file, at"
-            " FROM refdata.review_log WHERE table_name = %s ORDER BY id",
-            (table,),
-        )
-        names = [d.name for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return _records(
+        conn,
+        "SELECT review_id, key, action, actor, before, after, remap_to, source_file, at"
+        " FROM refdata.review_log WHERE table_name = %s ORDER BY id",
+        (table,),
+    )
 
 
 def placeholders(conn: psycopg.Connection, table: str) -> dict[str, dict]:
-    with conn.transaction():
-        cur = conn.execute(
-            "SELECT key, resolution, resolved_by, resolved_at, fact_rows_total, first_seen_run"
-            " FROM refdata.placeholder WHERE table_name = %s ORDER BY key",
-            (table,),
-        )
-        names = [d.name for d in cur.description]
-        return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+    query = (
+        "SELECT key, resolution, resolved_by, resolved_at, fact_rows_total, first_seen_run"
+        " FROM refdata.placeholder WHERE table_name = %s ORDER BY key"
+    )
+    return {r["key"]: r for r in _records(conn, query, (table,))}
 
 
 def aliases(conn: psycopg.Connection, table: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ from tests.integration.refdata_business_tables import (
     create_business_tables,
     fk_configs,
     insert,
+    insert_key_aliases,
     plan_facts,
     plan_fk_configs,
 )
@@ -28,13 +29,7 @@ from tests.integration.refdata_business_tables import (
 def _alias(conn: psycopg.Connection, schema: str, table: str, pairs: dict[str, str]) -> None:
     """Record aliases as a steward's remap leaves them (the review service writes the same row)."""
     with conn.transaction():
-        ensure_state_tables(conn)
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO refdata.key_alias (table_name, from_key, to_key, created_by, review_id)"
-                " VALUES (%s, %s, %s, 'steward', 'review-1')",
-                [(f"{schema}.{table}", f, t) for f, t in pairs.items()],
-            )
+        insert_key_aliases(conn, [(f"{schema}.{table}", f, t) for f, t in pairs.items()])
 
 
 def _remap(conn: psycopg.Connection, schema: str, from_key: str, to_key: str) -> None:
@@ -119,23 +114,13 @@ def test_a_remapped_typo_is_mapped_to_its_target_and_never_comes_back(pg_conn, p
 def _all_facts(plans: list, portfolios: list, orgs: list) -> pd.DataFrame:
     """Facts for every shipped FK configuration of the domain."""
     n = len(plans)
-    return pd.DataFrame(
-        {
-            "计划代码": plans,
-            "计划名称": [f"计划{i}" for i in range(n)],
-            "计划类型": ["单一计划"] * n,
-            "客户名称": ["客户"] * n,
-            "主拓代码": ["G01"] * n,
-            "主拓机构": ["北京"] * n,
-            "期末资产规模": [100.0] * n,
-            "业务类型": ["企年受托"] * n,
-            "组合代码": portfolios,
-            "组合名称": [f"组合{i}" for i in range(n)],
-            "组合类型": ["固收"] * n,
-            "机构代码": orgs,
-            "机构名称": ["机构"] * n,
-            "产品线代码": ["PL1"] * n,
-        }
+    return plan_facts(plans).assign(
+        组合代码=portfolios,
+        组合名称=[f"组合{i}" for i in range(n)],
+        组合类型=["固收"] * n,
+        机构代码=orgs,
+        机构名称=["机构"] * n,
+        产品线代码=["PL1"] * n,
     )
 
 

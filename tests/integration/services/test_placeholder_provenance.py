@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
 from airflow_provider_refdata import HybridReferenceService
-from airflow_provider_refdata.config import ReferenceSyncConfig
 from airflow_provider_refdata.services.source_yaml import YamlFileSource
 from airflow_provider_refdata.services.sync import ReferenceSyncService
 from tests.integration.refdata_business_tables import (
@@ -20,6 +18,7 @@ from tests.integration.refdata_business_tables import (
     insert,
     plan_facts,
     plan_fk_configs,
+    plan_sync_config,
 )
 
 OTHER_DOMAIN = "other_domain"  # sorts after DOMAIN ("annuity_performance")
@@ -196,35 +195,11 @@ def test_a_rejected_key_auto_derived_again_is_reopened_an_approved_one_stays_clo
     assert v["domains"] == [DOMAIN, OTHER_DOMAIN]
 
 
-def _yaml_sync_config(tmp_path: Path, schema: str, codes: list[str]):
-    lines = ['schema_version: "1.0"', "data:"] + [f"  - {{ 年金计划号: {c}, 计划名称: 权威{c} }}" for c in codes]
-    path = tmp_path / "plans.yml"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    document = {
-        "tables": [
-            {
-                "name": "plans",
-                "target_schema": schema,
-                "target_table": PLAN,
-                "primary_key": "年金计划号",
-                "source_type": "config_file",
-                "sync_mode": "upsert",
-                "source_config": {
-                    "file_path": str(path),
-                    "schema_version": "1.0",
-                    "columns": ["年金计划号", "计划名称"],
-                },
-            }
-        ]
-    }
-    return ReferenceSyncConfig.model_validate(document).tables[0]
-
-
 def test_sync_promotion_closes_the_placeholder(pg_conn, pg_dsn, pg_schema, tmp_path):
     create_business_tables(pg_conn, pg_schema)
     insert(pg_conn, pg_schema, PLAN, [{"年金计划号": "A", "计划名称": "权威计划"}])
     first = _ensure(pg_conn, pg_schema, ["A", "B", "C"])
-    cfg = _yaml_sync_config(tmp_path, pg_schema, ["A", "B", "Z"])
+    cfg = plan_sync_config(tmp_path, pg_schema, {c: f"权威{c}" for c in ["A", "B", "Z"]})
 
     synced = ReferenceSyncService().sync_table(cfg, YamlFileSource(), pg_dsn)
 
@@ -249,7 +224,7 @@ def test_sync_promotion_closes_the_placeholder(pg_conn, pg_dsn, pg_schema, tmp_p
 def test_plan_only_sync_does_not_close_placeholders(pg_conn, pg_dsn, pg_schema, tmp_path):
     create_business_tables(pg_conn, pg_schema)
     _ensure(pg_conn, pg_schema, ["B"])
-    cfg = _yaml_sync_config(tmp_path, pg_schema, ["B"])
+    cfg = plan_sync_config(tmp_path, pg_schema, {"B": "权威B"})
 
     planned = ReferenceSyncService().sync_table(cfg, YamlFileSource(), pg_dsn, plan_only=True)
 

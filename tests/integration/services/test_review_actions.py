@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pandas as pd
 import psycopg
@@ -16,14 +15,14 @@ import pytest
 from psycopg import sql
 
 from airflow_provider_refdata import HybridReferenceService
-from airflow_provider_refdata.config import ForeignKeyConfig, ReferenceSyncConfig
+from airflow_provider_refdata.config import ForeignKeyConfig
 from airflow_provider_refdata.config.review import ReviewConfig
 from airflow_provider_refdata.exceptions import RefdataReviewError
 from airflow_provider_refdata.services.review import ReviewService
 from airflow_provider_refdata.services.source_yaml import YamlFileSource
 from airflow_provider_refdata.services.sync import ReferenceSyncService
 from airflow_provider_refdata.warehouse.state import lock_name
-from tests.integration.refdata_business_tables import PLAN, PORTFOLIO, insert
+from tests.integration.refdata_business_tables import PLAN, PORTFOLIO, insert, plan_sync_config
 from tests.integration.services.review_env import (
     ACTOR,
     FACT,
@@ -137,30 +136,6 @@ def test_approve_refuses_missing_and_authoritative_keys_and_bad_columns_changing
     assert placeholders(pg_conn, plan(pg_schema))["A"]["resolution"] is None
 
 
-def _sync_config(tmp_path: Path, schema: str, names: dict[str, str]):
-    path = tmp_path / "plans.yml"
-    lines = ['schema_version: "1.0"', "data:"] + [f"  - {{ 年金计划号: {k}, 计划名称: {v} }}" for k, v in names.items()]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    document = {
-        "tables": [
-            {
-                "name": "plans",
-                "target_schema": schema,
-                "target_table": PLAN,
-                "primary_key": "年金计划号",
-                "source_type": "config_file",
-                "sync_mode": "upsert",
-                "source_config": {
-                    "file_path": str(path),
-                    "schema_version": "1.0",
-                    "columns": ["年金计划号", "计划名称"],
-                },
-            }
-        ]
-    }
-    return ReferenceSyncConfig.model_validate(document).tables[0]
-
-
 def test_approve_authoritative_then_a_sync_still_overwrites(pg_conn, pg_dsn, pg_schema, tmp_path):
     setup(pg_conn, pg_schema, ["A", "B"])
     service = _service(pg_conn, pg_schema)
@@ -187,7 +162,7 @@ def test_approve_authoritative_then_a_sync_still_overwrites(pg_conn, pg_dsn, pg_
         service.approve(plan(pg_schema), ["A"], actor=ACTOR, values={"计划名称": "又改"}, authoritative=True)
 
     synced = ReferenceSyncService().sync_table(
-        _sync_config(tmp_path, pg_schema, {"A": "系统名称A", "B": "系统名称B"}), YamlFileSource(), pg_dsn
+        plan_sync_config(tmp_path, pg_schema, {"A": "系统名称A", "B": "系统名称B"}), YamlFileSource(), pg_dsn
     )
 
     assert synced.error is None and (synced.rows_updated, synced.rows_promoted) == (2, 1)

@@ -19,31 +19,14 @@ import pytest
 from psycopg import sql
 
 from airflow_provider_refdata.cli import main
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_cli
 from tests.integration.refdata_business_tables import PLAN, PORTFOLIO, insert
-from tests.integration.steward_scenario import HEALTH_WITH_FAIL, StewardScenario
+from tests.integration.steward_scenario import HEALTH_WITH_FAIL, StewardScenario, scenario_in_env
 
 
 @pytest.fixture
 def scenario(pg_server, pg_schema, tmp_path, monkeypatch):
-    made = StewardScenario.create(pg_server, pg_schema, tmp_path)
-    monkeypatch.setenv("REFDATA_PG_DSN", pg_server)
-    monkeypatch.setenv("REFDATA_CONFIG_DIR", str(made.config_dir))
-    yield made
-    made.cleanup()
-
-
-def _cli(*args: str, env_vars: dict[str, str]) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("REFDATA_")} | env_vars
-    return subprocess.run(
-        [sys.executable, "-m", "airflow_provider_refdata", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO_ROOT,
-        env=environ,
-        timeout=120,
-    )
+    yield from scenario_in_env(pg_server, pg_schema, tmp_path, monkeypatch, REFDATA_PG_DSN=pg_server)
 
 
 def _env(scenario: StewardScenario) -> dict[str, str]:
@@ -69,7 +52,7 @@ def _edit(path: Path, decisions: dict[str, tuple[str, str | None, dict[str, str]
 
 
 def test_health_prints_the_table_and_alerts_and_exits_by_level(scenario):
-    ok = _cli("health", env_vars=_env(scenario))
+    ok = run_cli("health", env_vars=_env(scenario))
     assert ok.returncode == 0, ok.stderr
     lines = ok.stdout.splitlines()
     assert lines[0].split() == "table rows auth derived ratio review open oldest_d <=1d <=7d <=30d older status".split()
@@ -79,7 +62,7 @@ def test_health_prints_the_table_and_alerts_and_exits_by_level(scenario):
     assert len(scenario.snapshots()) == 4
 
     scenario.write_sync_config(HEALTH_WITH_FAIL)
-    failed = _cli("health", "--tables", "annuity_plan", "--json", "--no-store", env_vars=_env(scenario))
+    failed = run_cli("health", "--tables", "annuity_plan", "--json", "--no-store", env_vars=_env(scenario))
     assert failed.returncode == 1, failed.stderr
     payload = json.loads(failed.stdout)
     assert [h["table"] for h in payload["tables"]] == [scenario.plan]
@@ -91,11 +74,11 @@ def test_health_prints_the_table_and_alerts_and_exits_by_level(scenario):
 
 
 def test_health_usage_errors_end_on_one_line_with_exit_2(scenario):
-    no_dsn = _cli("health", env_vars={"REFDATA_CONFIG_DIR": str(scenario.config_dir)})
+    no_dsn = run_cli("health", env_vars={"REFDATA_CONFIG_DIR": str(scenario.config_dir)})
     assert no_dsn.returncode == 2 and no_dsn.stderr.strip().splitlines() == [
         "error: no warehouse DSN: pass --warehouse-dsn or set REFDATA_PG_DSN"
     ]
-    unknown = _cli("health", "--tables", "nope", env_vars=_env(scenario))
+    unknown = run_cli("health", "--tables", "nope", env_vars=_env(scenario))
     assert unknown.returncode == 2 and "unknown table(s) nope" in unknown.stderr
     assert len(unknown.stderr.strip().splitlines()) == 1 and "Traceback" not in unknown.stderr
     assert scenario.snapshots() == []
@@ -152,7 +135,7 @@ def test_export_edit_apply_round_trip_with_dry_run_first(scenario, tmp_path, cap
 
 def test_apply_review_prints_every_invalid_row_with_its_line_and_applies_nothing(scenario, tmp_path):
     out = tmp_path / "review.xlsx"
-    done = _cli("export-review", scenario.plan, "--output", str(out), env_vars=_env(scenario))
+    done = run_cli("export-review", scenario.plan, "--output", str(out), env_vars=_env(scenario))
     assert done.returncode == 0, done.stderr
     assert "(xlsx)" in done.stdout
     from openpyxl import load_workbook
@@ -163,7 +146,7 @@ def test_apply_review_prints_every_invalid_row_with_its_line_and_applies_nothing
     csv_file = tmp_path / "review.csv"
     assert main(["export-review", scenario.plan, "--output", str(csv_file)]) == 0
     _edit(csv_file, {"X9": ("promote", None, {}), "P0O1": ("remap", "P999", {}), "Y1": ("approve", None, {})})
-    failed = _cli("apply-review", str(csv_file), "--actor", "王芳", env_vars=_env(scenario))
+    failed = run_cli("apply-review", str(csv_file), "--actor", "王芳", env_vars=_env(scenario))
     assert failed.returncode == 1
     invalid = failed.stderr.strip().splitlines()
     assert [line.split(":")[0] for line in invalid] == ["invalid", "invalid"]
@@ -171,7 +154,7 @@ def test_apply_review_prints_every_invalid_row_with_its_line_and_applies_nothing
     assert invalid[1].startswith("invalid: line 3, key P0O1") and "P999" in invalid[1]
     assert "nothing applied" in failed.stdout
     assert scenario.review_log() == [] and all(p[1] is None for p in scenario.placeholders().values())
-    partial = _cli("apply-review", str(csv_file), "--actor", "王芳", "--partial", env_vars=_env(scenario))
+    partial = run_cli("apply-review", str(csv_file), "--actor", "王芳", "--partial", env_vars=_env(scenario))
     assert partial.returncode == 1 and "1 approved" in partial.stdout and "applied" in partial.stdout
     assert scenario.review_log() == [("Y1", "approve", "王芳", None)]
 

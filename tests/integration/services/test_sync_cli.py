@@ -3,35 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_cli
 from tests.integration.services.sync_env import PLAN, PRODUCT_LINE, SyncEnv
-
-
-def _cli(*args: str, env_vars: dict[str, str]) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("REFDATA_")} | env_vars
-    return subprocess.run(
-        [sys.executable, "-m", "airflow_provider_refdata", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO_ROOT,
-        env=environ,
-        timeout=120,
-    )
 
 
 def test_cli_sync_plan_only_then_real_run(pg_server, mysql_server, pg_schema, mysql_db, tmp_path):
     env = SyncEnv.create(pg_server, mysql_server, pg_schema, mysql_db, tmp_path)
     dsns = {"REFDATA_PG_DSN": pg_server, "REFDATA_MYSQL_DSN": mysql_server}
-    planned = _cli("sync", "--config", str(env.config_path), "--plan-only", env_vars=dsns)
+    planned = run_cli("sync", "--config", str(env.config_path), "--plan-only", env_vars=dsns)
     assert planned.returncode == 0, planned.stderr
     assert "planned" in planned.stdout and f"{env.schema}.{PLAN}" in planned.stdout
     assert env.rows(PLAN) == []
-    done = _cli(
+    done = run_cli(
         "sync", "--config", str(env.config_path), "--tables", "annuity_plan,product_line", "--json", env_vars=dsns
     )
     assert done.returncode == 0, done.stderr
@@ -46,7 +30,7 @@ def test_cli_sync_plan_only_then_real_run(pg_server, mysql_server, pg_schema, my
 def test_cli_reports_failures_and_usage_errors(pg_server, mysql_server, pg_schema, mysql_db, tmp_path):
     env = SyncEnv.create(pg_server, mysql_server, pg_schema, mysql_db, tmp_path)
     bad_mysql = mysql_server.rsplit(":", 1)[0] + ":1/x"  # nothing listens on port 1
-    failed = _cli(
+    failed = run_cli(
         "sync",
         "--config",
         str(env.config_path),
@@ -64,9 +48,11 @@ def test_cli_reports_failures_and_usage_errors(pg_server, mysql_server, pg_schem
     )
     assert failed.returncode == 1 and "FAILED" in failed.stdout and ":1/" in failed.stdout
     assert "refdata-secret-pw" not in failed.stdout + failed.stderr
-    missing = _cli("sync", "--config", str(env.config_path), env_vars={})
+    missing = run_cli("sync", "--config", str(env.config_path), env_vars={})
     assert missing.returncode == 2 and "REFDATA_PG_DSN" in missing.stderr
-    unknown = _cli("sync", "--config", str(env.config_path), "--tables", "nope", env_vars={"REFDATA_PG_DSN": pg_server})
+    unknown = run_cli(
+        "sync", "--config", str(env.config_path), "--tables", "nope", env_vars={"REFDATA_PG_DSN": pg_server}
+    )
     assert unknown.returncode == 2 and "unknown sync table" in unknown.stderr
 
 
@@ -75,7 +61,7 @@ def test_cli_unreachable_warehouse_ends_on_one_line_naming_host_port_database(
 ):
     env = SyncEnv.create(pg_server, mysql_server, pg_schema, mysql_db, tmp_path)
     unreachable = "postgresql://refdata:refdata-secret-pw@127.0.0.1:1/warehouse_db?connect_timeout=2"
-    result = _cli("sync", "--config", str(env.config_path), env_vars={"REFDATA_PG_DSN": unreachable})
+    result = run_cli("sync", "--config", str(env.config_path), env_vars={"REFDATA_PG_DSN": unreachable})
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
