@@ -36,10 +36,16 @@ _EXPORTS: dict[str, str] = {
     "RefdataSyncError": "airflow_provider_refdata.exceptions",
     "RefdataBackfillError": "airflow_provider_refdata.exceptions",
     "RefdataReviewError": "airflow_provider_refdata.exceptions",
+    "RefdataFactFileError": "airflow_provider_refdata.exceptions",
     # services
     "ReferenceSyncService": "airflow_provider_refdata.services.sync",
     "GenericBackfillService": "airflow_provider_refdata.services.backfill",
     "HybridReferenceService": "airflow_provider_refdata.services.hybrid",
+    # a month of facts: find the file, stage it with COPY, load it with one INSERT … SELECT
+    "resolve_month": "airflow_provider_refdata.services.fact_load",
+    "find_fact_file": "airflow_provider_refdata.services.fact_load",
+    "stage_facts": "airflow_provider_refdata.services.fact_load",
+    "load_staged_facts": "airflow_provider_refdata.services.fact_load",
     "apply_key_aliases": "airflow_provider_refdata.services.aliases",
     "ReferenceHealthService": "airflow_provider_refdata.services.health",
     "check_alerts": "airflow_provider_refdata.services.alerts",
@@ -99,6 +105,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_refdata.operators.hybrid",
                     "airflow_provider_refdata.operators.health",
                     "airflow_provider_refdata.operators.review",
+                    "airflow_provider_refdata.operators.fact_load",
                 ],
             }
         ],

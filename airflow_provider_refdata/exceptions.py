@@ -135,3 +135,21 @@ class RefdataNotifyError(RefdataError):
         self.target = target
         self.status = status
         super().__init__(message)
+
+
+class RefdataFactFileError(RefdataError):
+    """A fact month or fact file that cannot be loaded: a month not written ``YYYY-MM``, or a missing file.
+
+    :param message: one line naming the month or file and, for a missing file, the months whose files exist.
+    :param file: the fact file's path, when one was looked for.
+    :param month: the month asked for, as given.
+    :param months: the months (``YYYY-MM``) whose fact files exist in the file's folder.
+    """
+
+    def __init__(
+        self, message: str, *, file: str | None = None, month: str | None = None, months: list[str] | None = None
+    ) -> None:
+        self.file = file
+        self.month = month
+        self.months = list(months or [])
+        super().__init__(message)

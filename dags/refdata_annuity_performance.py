@@ -8,24 +8,27 @@ threshold is exceeded or in plan-only mode) → ``load_facts`` or ``hold_facts``
 Triggered manually (form: ``month``, ``fact_file``, ``auto_derived_threshold``, ``plan_only``) or by the
 Asset the reference-sync DAG emits, so a fresh authoritative sync re-checks the current month.
 
+Every form field is optional: an empty form checks and loads the previous month (Asia/Shanghai) from
+``$REFDATA_FACT_DIR/annuity_performance_<YYYYMM>.csv``.  A month not written ``YYYY-MM`` or a missing file
+fails ``load_staging`` with one line naming it and the months whose files exist.
+
 Settings read at run time, never at parse time: ``REFDATA_CONFIG_DIR`` (``foreign_keys.yml``),
 ``REFDATA_FACT_DIR`` (default folder of the fact files, ``annuity_performance_<YYYYMM>.csv``),
 ``REFDATA_STAGING_SCHEMA`` (default ``staging``) and ``REFDATA_FACT_SCHEMA`` (default ``business``).
+
+Only the provider's public API is used (operators, assets, results), so the file is a template to copy.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from datetime import datetime
-from pathlib import Path
-from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, task
 
 from airflow_provider_refdata.assets import REFERENCE_SYNC_ASSET
-from airflow_provider_refdata.operators.hybrid import HybridReferenceOperator
+from airflow_provider_refdata.operators import FactLoadOperator, FactStageOperator, HybridReferenceOperator
 
 DOMAIN = "annuity_performance"
 WAREHOUSE_CONN_ID = "refdata_warehouse"
@@ -34,19 +37,6 @@ MONTH_COLUMN = "月度"
 TZ = "Asia/Shanghai"
 
 log = logging.getLogger(__name__)
-
-
-def _month(params: dict[str, Any]) -> str:
-    """``YYYY-MM`` from the params, or the previous month (Asia/Shanghai) when empty."""
-    if params.get("month"):
-        return str(params["month"])
-    return pendulum.now(TZ).subtract(months=1).format("YYYY-MM")
-
-
-def _warehouse():
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    return PostgresHook(postgres_conn_id=WAREHOUSE_CONN_ID)
 
 
 with DAG(
@@ -58,16 +48,16 @@ with DAG(
     max_active_runs=1,
     tags=["refdata", "annuity"],
     params={
+        # Optional fields take null, or the Airflow UI marks them required and an empty form cannot submit.
         "month": Param(
-            "",
-            type="string",
-            pattern=r"^(\d{4}-(0[1-9]|1[0-2]))?$",
+            None,
+            type=["null", "string"],
             title="Month",
             description="Fact month as YYYY-MM; empty = the previous month (Asia/Shanghai).",
         ),
         "fact_file": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Fact file",
             description="CSV, Parquet or Excel file with the month's facts; empty = "
             "$REFDATA_FACT_DIR/annuity_performance_<YYYYMM>.csv.",
@@ -88,38 +78,15 @@ with DAG(
         ),
     },
 ) as dag:
-
-    @task
-    def load_staging(params: dict[str, Any] | None = None) -> str:
-        """Load the month's fact file into a fresh staging table (all columns text) with COPY; returns its name."""
-        from psycopg import sql
-
-        from airflow_provider_refdata.operators.hybrid import read_fact_file
-        from airflow_provider_refdata.warehouse.connection import warehouse_connection
-        from airflow_provider_refdata.warehouse.staging import copy_frame
-
-        params = params or {}
-        month = _month(params)
-        fact_file = params.get("fact_file") or str(
-            Path(os.environ.get("REFDATA_FACT_DIR", "data/facts")) / f"annuity_performance_{month.replace('-', '')}.csv"
-        )
-        facts = read_fact_file(fact_file)
-        schema = os.environ.get("REFDATA_STAGING_SCHEMA", "staging")
-        table = f"annuity_performance_{month.replace('-', '')}"
-        target = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-        with warehouse_connection(_warehouse()) as pg, pg.transaction():
-            pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-            pg.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(target))
-            pg.execute(
-                sql.SQL("CREATE TABLE {} ({})").format(
-                    target, sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(str(c))) for c in facts.columns)
-                )
-            )
-            copy_frame(pg, table, facts, schema=schema)
-        log.info("Staged %d fact rows of %s from %s into %s.%s", len(facts), month, fact_file, schema, table)
-        return f'"{schema}"."{table}"'
-
-    staged = load_staging()
+    # The staging table's name, e.g. "staging"."annuity_performance_202611", is the XCom the next tasks read.
+    staged = FactStageOperator(
+        task_id="load_staging",
+        domain=DOMAIN,
+        month="{{ params.month or '' }}",
+        fact_file="{{ params.fact_file or '' }}",
+        timezone=TZ,
+        warehouse_conn_id=WAREHOUSE_CONN_ID,
+    ).output
 
     coverage_check = HybridReferenceOperator(
         task_id="coverage_check",
@@ -170,50 +137,17 @@ with DAG(
             return "hold_facts"
         return "load_facts"
 
-    @task
-    def load_facts(staging_table: str) -> int:
-        """Replace the month's rows of the fact table with the staged rows; returns the rows loaded."""
-        from psycopg import sql
-
-        from airflow_provider_refdata.operators.hybrid import split_table_name
-        from airflow_provider_refdata.warehouse.catalog import table_info
-        from airflow_provider_refdata.warehouse.connection import warehouse_connection
-        from airflow_provider_refdata.warehouse.sqlbits import ident_list
-        from airflow_provider_refdata.warehouse.staging import converted_value
-
-        stage_schema, stage_table = split_table_name(staging_table)
-        fact_schema = os.environ.get("REFDATA_FACT_SCHEMA", "business")
-        stage = sql.SQL("{}.{}").format(sql.Identifier(stage_schema), sql.Identifier(stage_table))
-        fact = sql.SQL("{}.{}").format(sql.Identifier(fact_schema), sql.Identifier(FACT_TABLE))
-        with warehouse_connection(_warehouse()) as pg, pg.transaction():
-            staged_columns = list(table_info(pg, stage_schema, stage_table).columns)
-            pg.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(fact_schema)))
-            pg.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (LIKE {})").format(fact, stage))
-            fact_columns = table_info(pg, fact_schema, FACT_TABLE).columns
-            columns = [c for c in staged_columns if c in fact_columns]
-
-            def typed(column: str) -> sql.Composable:
-                # The stage is all text: convert to the fact column's type, never truncating text.
-                return converted_value(sql.Identifier("s", column), fact_columns[column])
-
-            if MONTH_COLUMN in columns:
-                # Re-running a month replaces its rows instead of duplicating them.
-                pg.execute(
-                    sql.SQL("DELETE FROM {} WHERE {} IN (SELECT DISTINCT {} FROM {} AS s)").format(
-                        fact, sql.Identifier(MONTH_COLUMN), typed(MONTH_COLUMN), stage
-                    )
-                )
-            loaded = pg.execute(
-                sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} AS s").format(
-                    fact, ident_list(columns), sql.SQL(", ").join(typed(c) for c in columns), stage
-                )
-            ).rowcount
-        log.info("Loaded %d fact rows into %s.%s", loaded, fact_schema, FACT_TABLE)
-        return loaded
+    load_facts = FactLoadOperator(
+        task_id="load_facts",
+        staging_table=staged,
+        fact_table=FACT_TABLE,
+        replace_column=MONTH_COLUMN,  # re-running a month replaces its rows instead of duplicating them
+        warehouse_conn_id=WAREHOUSE_CONN_ID,
+    )
 
     @task
     def hold_facts() -> None:
         """Nothing is loaded: review the auto-derived rows (or re-run without plan_only / with a higher threshold)."""
         log.warning("Facts held back; see the selective_backfill result")
 
-    staged >> coverage_check >> selective_backfill >> decide() >> [load_facts(staged), hold_facts()]
+    staged >> coverage_check >> selective_backfill >> decide() >> [load_facts, hold_facts()]

@@ -1,4 +1,5 @@
-"""Airflow operators: authoritative reference sync, coverage check / selective backfill, health, review."""
+"""Airflow operators: authoritative reference sync, coverage check / selective backfill, health, review,
+staging and loading a month of facts."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ _EXPORTS = {
     "ReviewFileOperator": "airflow_provider_refdata.operators.review",
     "ReviewExportOperator": "airflow_provider_refdata.operators.review",
     "ReviewDecisionOperator": "airflow_provider_refdata.operators.review",
+    "FactStageOperator": "airflow_provider_refdata.operators.fact_load",
+    "FactLoadOperator": "airflow_provider_refdata.operators.fact_load",
 }
 __all__ = list(_EXPORTS)
 

@@ -150,3 +150,93 @@ def test_load_facts_never_truncates_text_into_a_shorter_column(annuity_dag, pg_c
 
     assert _states(run)["load_facts"] == "failed"
     assert _count(pg_conn, pg_schema, "规模明细") == 0
+
+
+def test_an_empty_form_submits_and_loads_the_previous_month(annuity_dag, pg_conn, pg_schema, tmp_path, monkeypatch):
+    from airflow_provider_refdata import resolve_month
+
+    # What the trigger form submits when nothing is typed: every optional field null, the rest their defaults.
+    params = annuity_dag.params
+    for name in ("month", "fact_file"):
+        schema = params.get_param(name).schema
+        assert "null" in schema["type"] and params.get_param(name).value is None, (name, schema)
+    submitted = params.validate()
+    assert submitted == {"month": None, "fact_file": None, "auto_derived_threshold": 0.10, "plan_only": False}
+
+    previous = resolve_month(None)
+    fact_dir = tmp_path / "facts"
+    fact_dir.mkdir()
+    _fact_csv(fact_dir / f"annuity_performance_{previous.replace('-', '')}.csv")
+    monkeypatch.setenv("REFDATA_FACT_DIR", str(fact_dir))
+
+    run = annuity_dag.test(run_conf={"auto_derived_threshold": 1.0})
+
+    assert _states(run)["load_staging"] == "success" and _states(run)["load_facts"] == "success", _states(run)
+    assert _count(pg_conn, pg_schema, f"annuity_performance_{previous.replace('-', '')}") == 4  # the stage
+    assert _count(pg_conn, pg_schema, "规模明细") == 4
+    assert _count(pg_conn, pg_schema, PLAN, "_source = 'auto_derived'") == 2
+
+
+@pytest.mark.parametrize(
+    ("conf", "message"),
+    [
+        ({"month": "2026/10"}, "month must be YYYY-MM, got '2026/10'"),
+        (
+            {"month": "2026-10"},
+            "fact file for 2026-10 not found: {dir}/annuity_performance_202610.csv "
+            "(fact files exist for 2024-05, 2024-06 in {dir})",
+        ),
+    ],
+)
+def test_a_wrong_month_or_missing_file_fails_with_one_line(
+    annuity_dag, pg_conn, pg_schema, tmp_path, monkeypatch, capfd, conf, message
+):
+    fact_dir = tmp_path / "facts"
+    fact_dir.mkdir()
+    for month in ("202406", "202405"):
+        _fact_csv(fact_dir / f"annuity_performance_{month}.csv")
+    (fact_dir / "notes.txt").write_text("not a fact file")
+    monkeypatch.setenv("REFDATA_FACT_DIR", str(fact_dir))
+
+    run = annuity_dag.test(run_conf=conf)
+
+    states = _states(run)
+    assert states["load_staging"] == "failed", states
+    assert states["load_facts"] in ("upstream_failed", None) and states["coverage_check"] in ("upstream_failed", None)
+    # The task log (structlog, on stdout) ends the failure with exactly this line, and nothing of pandas.
+    log = capfd.readouterr()
+    output = log.out + log.err
+    assert f"airflow.sdk.exceptions.AirflowFailException: {message.format(dir=fact_dir)}\n" in output, output[-3000:]
+    assert "FileNotFoundError" not in output and "pandas" not in output
+    with pg_conn.transaction():
+        assert pg_conn.execute("SELECT to_regclass(%s)", (f'"{pg_schema}"."规模明细"',)).fetchone()[0] is None
+
+
+#: What a DAG people copy may import from the provider: the package root and its public modules.
+PUBLIC_MODULES = {
+    "airflow_provider_refdata",
+    "airflow_provider_refdata.operators",
+    "airflow_provider_refdata.assets",
+    "airflow_provider_refdata.results",
+}
+
+
+def test_the_example_dag_imports_only_the_public_api():
+    import ast
+
+    tree = ast.parse((REPO_ROOT / "dags" / f"{DAG_ID}.py").read_text())
+    imported = {
+        name
+        for node in ast.walk(tree)
+        for name in (
+            [node.module or ""]
+            if isinstance(node, ast.ImportFrom)
+            else [alias.name for alias in node.names]
+            if isinstance(node, ast.Import)
+            else []
+        )
+        if name.split(".")[0] == "airflow_provider_refdata"
+    }
+    assert "airflow_provider_refdata.operators" in imported  # the walk sees the imports, inside tasks too
+    private = sorted(imported - PUBLIC_MODULES)
+    assert private == [], f"the example DAG reaches into internals: {private}"
