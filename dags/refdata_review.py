@@ -76,17 +76,19 @@ with DAG(
     default_args={"retries": 0},
     tags=["refdata", "reference-data", "steward"],
     doc_md=__doc__,
+    # Optional text fields take null: with type "string" the Airflow UI marks them required and an empty form
+    # cannot be submitted.
     params={
         "table": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Table",
             description="The reference table, schema-qualified (business.年金计划): needed by export and decide; "
             "with a review file, the file must be this table's.",
         ),
         "review_file": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Review file",
             description="Path of a filled-in review file (.csv or .xlsx) to apply; empty = none.",
         ),
@@ -100,8 +102,8 @@ with DAG(
             description="Apply the valid rows of the review file even when some rows are invalid.",
         ),
         "actor": Param(
-            "",
-            type="string",
+            None,
+            type=["null", "string"],
             title="Actor",
             description="Who is recorded in the audit trail; empty = the user who triggered this run.",
         ),
@@ -137,22 +139,22 @@ with DAG(
     form = check_form()
     apply_file = ReviewFileOperator(
         task_id="apply_review_file",
-        review_file="{{ params.review_file }}",
-        table="{{ params.table }}",
-        actor="{{ params.actor }}",
+        review_file="{{ params.review_file or '' }}",
+        table="{{ params.table or '' }}",
+        actor="{{ params.actor or '' }}",
         dry_run="{{ params.dry_run }}",
         partial="{{ params.partial }}",
     )
     export = ReviewExportOperator(
         task_id="export_review",
-        table="{{ params.table }}",
+        table="{{ params.table or '' }}",
         output_dir="{{ params.export_folder if params.export else '' }}",
         format="{{ params.export_format }}",
         trigger_rule="none_failed",  # runs after an applied (or skipped) review file
     )
     decide = ReviewDecisionOperator(
         task_id="steward_decision",
-        table="{{ params.table if params.decide else '' }}",
+        table="{{ (params.table or '') if params.decide else '' }}",
         limit="{{ params.limit }}",
         defaults="skip",  # what an unanswered request decides when it times out
         response_timeout=timedelta(days=3),
