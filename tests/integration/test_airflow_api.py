@@ -26,7 +26,7 @@ from devtools.airflow_standalone import Standalone, process_group
 from devtools.sample_data import SampleSpec
 from devtools.servers import free_port
 
-RUN_TIMEOUT_SECONDS = 240
+RUN_TIMEOUT_SECONDS = 420  # generous: the suite may run on a busy 2-core machine
 
 
 class Api:
@@ -73,6 +73,18 @@ class Api:
             status, run = self.call("GET", path)
             assert status == 200, run
         return run
+
+    def wait_until_idle(self, timeout: float) -> None:
+        """Wait until no DAG run is queued or running (the sync's Asset starts the fact and health DAGs on its
+        own): stopping standalone while a task is starting is what once needed SIGKILL."""
+        deadline = time.monotonic() + timeout
+        while True:
+            _, body = self.call("GET", "/api/v2/dags/~/dagRuns?state=queued&state=running&limit=20")
+            active = [(r["dag_id"], r["state"]) for r in body["dag_runs"]]
+            if not active:
+                return
+            assert time.monotonic() < deadline, f"DAG runs still active after {timeout}s: {active}"
+            time.sleep(2)
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         _status, body = self.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
@@ -131,6 +143,7 @@ def test_trigger_both_dags_through_the_rest_api(tmp_path, demo_databases, metada
         assert facts_run["conf"] == conf
         assert states["load_facts"] == "success", states
         assert demo.fact_rows_in_warehouse(pg_dsn, spec.month) == spec.fact_rows
+        api.wait_until_idle(RUN_TIMEOUT_SECONDS)
     finally:
         how = standalone.stop()
     leader = standalone.process.pid
