@@ -20,7 +20,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from datetime import datetime
 from urllib.parse import unquote, urlsplit
 
@@ -34,7 +33,7 @@ from airflow_provider_refdata.hooks.connections import ConnectionSource, source_
 from airflow_provider_refdata.operators.sync import ReferenceSyncOperator
 from airflow_provider_refdata.services.source_sql import SqlSource
 from airflow_provider_refdata.services.sync import ReferenceSyncService
-from tests.conftest import REPO_ROOT, airflow_conn_uri
+from tests.conftest import airflow_conn_uri, run_cli
 from tests.integration.services.sync_env import ORG, PLAN, PORTFOLIO, PRODUCT_LINE, SyncEnv
 
 CHANNEL, ORPHAN = "渠道", "无连接"
@@ -345,16 +344,7 @@ def test_connection_env_prefix_names_missing_variables_never_values(setup, monke
 
 
 def _cli(*args: str, extra_env: dict[str, str]) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("REFDATA_", "AIRFLOW_CONN_"))} | extra_env
-    return subprocess.run(
-        [sys.executable, "-m", "airflow_provider_refdata", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO_ROOT,
-        env=environ,
-        timeout=120,
-    )
+    return run_cli(*args, env_vars=extra_env, drop=("REFDATA_", "AIRFLOW_CONN_"))
 
 
 def test_cli_source_arguments(setup):
