@@ -26,11 +26,30 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from devtools import demo, sample_data
 from devtools.sample_data import SampleSpec
 
 READY_TIMEOUT_SECONDS = 300
+
+# Printed when Airflow is ready (and said in the README): what runs without anybody clicking.
+WHAT_STARTS_WHEN = (
+    f"{demo.SYNC_DAG_ID}: runs once right away for its latest 01:00 Asia/Shanghai slot (catch-up is off),",
+    "  then every day at 01:00 Asia/Shanghai (17:00 UTC);",
+    f"{demo.FACTS_DAG_ID} and refdata_reference_health: start when a sync run finishes (its Asset event),",
+    "  so the first sync above starts them too;",
+    "refdata_review: only when you trigger it.",
+    "Times in the UI are in your browser's time zone (user menu > Timezone); Airflow 3 has no server setting.",
+)
+
+
+def redacted(dsn: str) -> str:
+    """``scheme://host:port/db`` of a DSN: what to print, without the user or the password."""
+    parts = urlsplit(dsn)
+    return f"{parts.scheme}://{parts.hostname}:{parts.port}{parts.path}"
+
+
 STOP_GRACE_SECONDS = 45
 
 
@@ -49,8 +68,8 @@ class Standalone:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
             # The generated admin password lands in AIRFLOW_HOME (read back by `password`).
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            # Both DAGs can be triggered from the UI right away.  Neither starts work on its own at once except
-            # the sync DAG's latest 01:00 slot (catchup is off), which is a real, harmless sync.
+            # The DAGs can be triggered from the UI right away.  Nothing starts on its own at once except the
+            # sync DAG's latest 01:00 slot (catch-up is off) and what its Asset starts: WHAT_STARTS_WHEN says it.
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             # Four LocalExecutor workers are plenty for the example DAGs (the default is 32 processes).
             "AIRFLOW__CORE__PARALLELISM": "4",
@@ -229,8 +248,10 @@ def main(argv: list[str] | None = None) -> int:
             print()
             print(f"Airflow is ready: {standalone.url}")
             print(f"  login: admin / {standalone.password()}   (stored in {standalone.password_file})")
-            print(f"  DAGs: {demo.SYNC_DAG_ID}, {demo.FACTS_DAG_ID} (from {demo.REPO_ROOT / 'dags'})")
-            print(f"  warehouse: {pg_dsn}")
+            print(f"  DAGs: from {demo.REPO_ROOT / 'dags'}")
+            for line in WHAT_STARTS_WHEN:
+                print(f"    {line}")
+            print(f"  warehouse: {redacted(pg_dsn)}")
             print(f"  log: {standalone.log_file}")
             print("Press Ctrl-C to stop.", flush=True)
         while not stopping and standalone.process.poll() is None:
