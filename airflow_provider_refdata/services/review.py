@@ -31,15 +31,10 @@ Plain Python: no Airflow import.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from datetime import time as clock
-from decimal import Decimal
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +44,7 @@ from psycopg.pq import TransactionStatus
 from airflow_provider_refdata.config import ForeignKeyConfig, ForeignKeysFileConfig, load_fk_domains
 from airflow_provider_refdata.config.review import CONFIG_DIR_ENV, resolve_review_config
 from airflow_provider_refdata.exceptions import RefdataReviewError
-from airflow_provider_refdata.results import ReviewResult, ReviewRowError
+from airflow_provider_refdata.results import ReviewResult
 from airflow_provider_refdata.services.backfill import finish_connection
 from airflow_provider_refdata.services.review_file import (
     PROVENANCE_COLUMNS,
@@ -59,9 +54,19 @@ from airflow_provider_refdata.services.review_file import (
     decisions,
     read_review_file,
 )
+from airflow_provider_refdata.services.review_rows import (
+    Outcome,
+    ReviewTable,
+    check_approval_columns,
+    key_text,
+    numbered_keys,
+    refusal,
+    row_errors,
+    value_text,
+)
 from airflow_provider_refdata.warehouse import review as rq
 from airflow_provider_refdata.warehouse import review_writes as rw
-from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
+from airflow_provider_refdata.warehouse.catalog import table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
 from airflow_provider_refdata.warehouse.references import referencing_constraints
 from airflow_provider_refdata.warehouse.state import ensure_state_tables, lock_name
@@ -72,29 +77,6 @@ from airflow_provider_refdata.warehouse.tracking import (
 )
 
 FK_CONFIG_FILE = "foreign_keys.yml"
-
-
-@dataclass
-class _Table:
-    """The reference table a call works on."""
-
-    name: str  # schema-qualified, unquoted
-    info: TableInfo
-    key: str
-
-    @property
-    def business_columns(self) -> list[str]:
-        return [c for c in self.info.columns if c != self.key and c not in TRACKING_COLUMN_NAMES]
-
-
-@dataclass
-class _Outcome:
-    """What the statements found and did, before it becomes a :class:`ReviewResult`."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-    errors: list[ReviewRowError] = field(default_factory=list)
-    referenced: list[tuple[str, str, int]] = field(default_factory=list)  # (key, holder, rows)
-    fact_rows: dict[str, int] = field(default_factory=dict)
 
 
 class ReviewService:
@@ -138,8 +120,8 @@ class ReviewService:
         """
         values = dict(values or {})
         columns = list(values)
-        cells = [_text(values[c]) for c in columns]
-        rows = [(line, key, rq.APPROVE, None, *cells) for line, key in _numbered(keys)]
+        cells = [value_text(values[c]) for c in columns]
+        rows = [(line, key, rq.APPROVE, None, *cells) for line, key in numbered_keys(keys)]
         source = AUTHORITATIVE if authoritative else AUTO_DERIVED
         return self._api("approve", table, rows, actor=actor, columns=columns, source=source)
 
@@ -152,7 +134,7 @@ class ReviewService:
         :raises RefdataReviewError: a key is authoritative, or a foreign key or a configured fact column still
             holds it (``referencing_table`` and ``count`` name the first); nothing is deleted.
         """
-        rows = [(line, key, rq.REJECT, None) for line, key in _numbered(keys)]
+        rows = [(line, key, rq.REJECT, None) for line, key in numbered_keys(keys)]
         return self._api("reject", table, rows, actor=actor)
 
     def remap(self, table: str, from_key: Any, to_key: Any, *, actor: str) -> ReviewResult:
@@ -165,7 +147,7 @@ class ReviewService:
         :raises RefdataReviewError: ``from_key`` is not an auto-derived key of the table, ``to_key`` is missing
             or the same key, or a multi-column foreign key holds ``from_key``.
         """
-        return self._api("remap", table, [(1, _key_text(from_key), rq.REMAP, _key_text(to_key))], actor=actor)
+        return self._api("remap", table, [(1, key_text(from_key), rq.REMAP, key_text(to_key))], actor=actor)
 
     def apply_review_file(
         self, path: str | os.PathLike[str], *, actor: str, dry_run: bool = False, partial: bool = False
@@ -268,17 +250,17 @@ class ReviewService:
             try:
                 with pg.transaction():
                     target = self._open(pg, table)
-                    _check_columns(target, columns)
+                    check_approval_columns(target, columns)
                     outcome = self._run(pg, target, rows, list(columns), result, source=source, partial=False)
                     if outcome.errors:
-                        raise _refusal(action, table, outcome)
+                        raise refusal(action, table, outcome)
             finally:
                 finish_connection(pg, was_idle)
         self._fill(result, outcome)
         result.duration_seconds = round(time.perf_counter() - started, 6)
         return result
 
-    def _open(self, pg: psycopg.Connection, table: str, *, lock: bool = True) -> _Table:
+    def _open(self, pg: psycopg.Connection, table: str, *, lock: bool = True) -> ReviewTable:
         """Lock the table (advisory, as sync and backfill) and read its shape; refuse a table without placeholders."""
         schema, dot, name = table.partition(".")
         if not dot or not schema or not name:
@@ -301,9 +283,9 @@ class ReviewService:
                 f"reference table {table} has no tracking columns ({', '.join(missing)}): it has no placeholders",
                 table=table,
             )
-        return _Table(name=table, info=info, key=info.primary_key[0])
+        return ReviewTable(name=table, info=info, key=info.primary_key[0])
 
-    def _file_columns(self, target: _Table, review_file: ReviewFile) -> list[str]:
+    def _file_columns(self, target: ReviewTable, review_file: ReviewFile) -> list[str]:
         """The review file's business columns that approvals may write (not sensitive, not read-only)."""
         if review_file.key_column != target.key:
             raise RefdataReviewError(
@@ -326,7 +308,7 @@ class ReviewService:
         sensitive = set(self.review.sensitive(target.name))
         return [c for c in named if c not in sensitive]
 
-    def _holders(self, pg: psycopg.Connection, target: _Table) -> list[rq.KeyHolder]:
+    def _holders(self, pg: psycopg.Connection, target: ReviewTable) -> list[rq.KeyHolder]:
         """Every column holding the table's key: foreign-key constraints of any table, configured fact columns."""
         holders: dict[tuple, rq.KeyHolder] = {}
         for c in referencing_constraints(pg, target.info):
@@ -364,7 +346,7 @@ class ReviewService:
     def _run(
         self,
         pg: psycopg.Connection,
-        target: _Table,
+        target: ReviewTable,
         rows: Iterable[Sequence[Any]],
         columns: list[str],
         result: ReviewResult,
@@ -372,10 +354,10 @@ class ReviewService:
         source: str,
         dry_run: bool = False,
         partial: bool = True,
-    ) -> _Outcome:
+    ) -> Outcome:
         """Stage, validate and (unless a dry run or stopped by invalid rows) apply the decisions."""
         info, key, name = target.info, target.key, target.name
-        outcome = _Outcome()
+        outcome = Outcome()
         rq.create_review_stage(pg, columns)
         rq.copy_review_rows(pg, columns, rows)
         rq.analyze_stage(pg)
@@ -404,7 +386,7 @@ class ReviewService:
                 referenced.setdefault(line, []).append(f"{n} row(s) of {holder.name} ({holder.origin}{why})")
                 outcome.referenced.append((k, holder.name, n))
         rq.mark(pg, sorted(referenced), "err_referenced")
-        outcome.errors = _row_errors(rq.error_rows(pg, name), problems, referenced, name)
+        outcome.errors = row_errors(rq.error_rows(pg, name), problems, referenced, name)
         outcome.counts = rq.status_counts(pg)
         if outcome.errors and not partial:
             outcome.counts = {}
@@ -427,10 +409,10 @@ class ReviewService:
     @staticmethod
     def _write(
         pg: psycopg.Connection,
-        target: _Table,
+        target: ReviewTable,
         holders: list[rq.KeyHolder],
         columns: list[str],
-        outcome: _Outcome,
+        outcome: Outcome,
         result: ReviewResult,
         *,
         source: str,
@@ -461,7 +443,7 @@ class ReviewService:
         result.applied = True
 
     @staticmethod
-    def _fill(result: ReviewResult, outcome: _Outcome) -> None:
+    def _fill(result: ReviewResult, outcome: Outcome) -> None:
         counts = outcome.counts
         result.approved = counts.get(rq.APPROVE, 0)
         result.rejected = counts.get(rq.REJECT, 0)
@@ -471,7 +453,7 @@ class ReviewService:
         result.errors = outcome.errors
 
     def _open_placeholders(
-        self, pg: psycopg.Connection, target: _Table, limit: int, domain: str | None
+        self, pg: psycopg.Connection, target: ReviewTable, limit: int, domain: str | None
     ) -> list[dict[str, Any]]:
         sensitive = set(self.review.sensitive(target.name))
         columns = [c for c in target.business_columns if c not in sensitive]
@@ -536,115 +518,3 @@ def _fk_configs(foreign_keys: Any) -> list[ForeignKeyConfig]:
             f"ForeignKeyConfig or None, got {type(foreign_keys).__name__}"
         )
     return configs
-
-
-def _text(value: Any) -> str | None:
-    """A Python value as the text PostgreSQL reads for a column (the stage is text; the update casts)."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime | date | clock):
-        return value.isoformat()
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, int | Decimal):
-        return str(value)
-    if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def _key_text(key: Any) -> str | None:
-    text = _text(key)
-    return text.strip() or None if text is not None else None
-
-
-def _numbered(keys: Iterable[Any]) -> Iterator[tuple[int, str | None]]:
-    """(1-based position, key text) of the distinct keys (a single string is one key)."""
-    if isinstance(keys, str | bytes):
-        keys = [keys]
-    seen: set[str | None] = set()
-    for key in map(_key_text, keys):
-        if key not in seen:
-            seen.add(key)
-            yield len(seen), key
-
-
-def _check_columns(target: _Table, columns: Sequence[str]) -> None:
-    """Refuse approval values for the key, a tracking column or a column the table lacks."""
-    for column in columns:
-        if column == target.key:
-            why = "is the key column"
-        elif column in TRACKING_COLUMN_NAMES:
-            why = "is a tracking column managed by the provider"
-        elif column not in target.info.columns:
-            why = "is not a column of the table"
-        else:
-            continue
-        raise RefdataReviewError(
-            f"{target.name}: cannot approve with a value for {column!r}: it {why} "
-            f"(business columns: {', '.join(target.business_columns)})",
-            table=target.name,
-        )
-
-
-_MESSAGES = {
-    "err_action": "unknown action {action!r}; expected approve, reject or remap (or leave it empty)",
-    "err_no_key": "no key",
-    "err_no_target": "remap without remap_to (the existing key it stands for)",
-    "err_same_key": "remap_to {target!r} is the key itself",
-    "err_target_missing": "remap target {target!r} is not in {table}",
-    "err_target_in_file": "remap target {target!r} is itself rejected or remapped in the same review",
-}
-
-
-def _row_errors(
-    rows: list[tuple], problems: list[rq.ValueProblem], referenced: dict[int, list[str]], table: str
-) -> list[ReviewRowError]:
-    """One :class:`ReviewRowError` per problem, by line."""
-    errors: list[ReviewRowError] = []
-    duplicates: dict[str, list[int]] = {}
-    for line, key, _action, _target, status, *_ in rows:
-        if status == "err_duplicate":
-            duplicates.setdefault(key, []).append(line)
-    by_line = {}
-    for p in problems:
-        by_line.setdefault(p.line, []).append(p)
-    for line, key, action, target, status, resolution, alias in rows:
-        if status == "err_duplicate":
-            messages = [f"key {key!r} has a decision on several lines ({', '.join(map(str, duplicates[key]))})"]
-        elif status == "err_missing":
-            message = f"key {key!r} is not in {table}"
-            if alias is not None:
-                message += f" (already remapped to {alias!r})"
-            elif resolution is not None:
-                message += f" (its placeholder was {resolution})"
-            messages = [message]
-        elif status == "err_authoritative":
-            why = {"promoted": " (promoted by the sync)", "approved": " (made authoritative by an approval)"}
-            messages = [f"key {key!r} is authoritative in {table}{why.get(resolution, '')}, not a placeholder"]
-        elif status == "err_value":
-            messages = [
-                f"column {p.column!r}" + (f": value {p.value!r} " if p.value is not None else " ") + p.reason
-                for p in by_line.get(line, [])
-            ]
-        elif status == "err_referenced":
-            messages = [f"key {key!r} is still held by " + "; ".join(referenced.get(line, []))]
-        else:
-            messages = [_MESSAGES[status].format(action=action, target=target, table=table)]
-        errors.extend(ReviewRowError(line=line, key=key, action=action, message=m) for m in messages)
-    return errors
-
-
-def _refusal(action: str, table: str, outcome: _Outcome) -> RefdataReviewError:
-    """The error a refused API action raises: every key's problem, the first referencing table and count."""
-    details = "; ".join(e.message for e in outcome.errors)
-    first = outcome.referenced[0] if outcome.referenced else (None, None, None)
-    return RefdataReviewError(
-        f"{table}: {action} refused, nothing changed: {details}",
-        table=table,
-        keys=list(dict.fromkeys(e.key for e in outcome.errors if e.key is not None)),
-        referencing_table=first[1],
-        count=first[2],
-    )
