@@ -110,6 +110,8 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "notifications": ["airflow_provider_refdata.notifications.webhook.ReferenceHealthNotifier"],
+        # The "Reference data" page: a FastAPI app at /refdata and a navigation entry (airflow_provider_refdata/plugins)
+        "plugins": [{"name": "refdata", "plugin-class": "airflow_provider_refdata.plugins.ReferenceDataPlugin"}],
         "integrations": [
             {
                 "integration-name": "Reference data",

@@ -30,6 +30,11 @@ def test_wheel_installs_into_a_fresh_venv_and_airflow_lists_the_provider(tmp_pat
     assert "provider_info = airflow_provider_refdata:get_provider_info" in entry_points
     assert "Classifier: Framework :: Apache Airflow :: Provider" in metadata
     assert not any(n.startswith(("tests/", "devtools/", "benchmarks/")) for n in names)
+    # The "Reference data" page's files (the UI plugin serves them from the installed package).
+    static = "airflow_provider_refdata/plugins/static/"
+    for name in ("index.html", "app.js", "style.css", "icon.svg", "vendor/chart.umd.min.js", "vendor/README.md"):
+        assert static + name in names, name
+    assert static + "vendor/chart.js-LICENSE.md" in names  # Chart.js's MIT licence ships with it
 
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "uv", "venv", "--quiet", "--python", sys.executable, str(venv)])
@@ -42,3 +47,12 @@ def test_wheel_installs_into_a_fresh_venv_and_airflow_lists_the_provider(tmp_pat
     listed = _run([str(venv / "bin" / "airflow"), "providers", "list", "--output", "json"], env=env, cwd=tmp_path)
     providers = {p["package_name"]: p["version"] for p in json.loads(listed.stdout)}
     assert providers.get("airflow-provider-refdata") == "0.1.0"
+    # Airflow loads the plugin with its defaults (the airflow.plugins entry point) and with eager provider
+    # discovery (get_provider_info()["plugins"] too, registered once).
+    for lazy in ("True", "False"):
+        env["AIRFLOW__CORE__LAZY_DISCOVER_PROVIDERS"] = lazy
+        listed = _run([str(venv / "bin" / "airflow"), "plugins", "--output", "json"], env=env, cwd=tmp_path)
+        plugins = [p for p in json.loads(listed.stdout) if p["name"] == "refdata"]
+        assert len(plugins) == 1, (lazy, plugins)
+        assert plugins[0]["fastapi_apps"][0]["url_prefix"] == "/refdata"
+        assert plugins[0]["external_views"][0]["name"] == "Reference data"
