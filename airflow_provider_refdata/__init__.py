@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "load_fk_configs": "airflow_provider_refdata.config",
     "load_sync_config": "airflow_provider_refdata.config",
     "processing_order": "airflow_provider_refdata.config",
+    "WarehouseRelation": "airflow_provider_refdata.config",
     # results
     "SyncResult": "airflow_provider_refdata.results",
     "CoverageMetrics": "airflow_provider_refdata.results",

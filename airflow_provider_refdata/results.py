@@ -130,6 +130,7 @@ class HybridResult(_Result):
         None,
         description="the call's run id (uuid4): first_seen_run / last_seen_run of refdata.placeholder rows",
     )
+    fact_rows: int | None = Field(None, description="fact rows the call was given (None: not counted)")
     pre_load_available: bool = False
     pre_load_coverage: float = 1.0
     coverage_metrics: list[CoverageMetrics] = Field(default_factory=list)

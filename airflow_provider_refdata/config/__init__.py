@@ -34,6 +34,7 @@ from airflow_provider_refdata.config.health import (
     RatioLevels,
 )
 from airflow_provider_refdata.config.loading import load_fk_configs, load_fk_domains, load_sync_config
+from airflow_provider_refdata.config.relation import WarehouseRelation
 from airflow_provider_refdata.config.review import ReviewConfig, resolve_review_config
 from airflow_provider_refdata.config.sync import (
     ColumnMapping,
@@ -70,6 +71,7 @@ __all__ = [
     "ReviewConfig",
     "SqlSourceConfig",
     "SyncTableConfig",
+    "WarehouseRelation",
     "load_fk_configs",
     "load_fk_domains",
     "load_sync_config",

@@ -35,6 +35,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.serde import allow_class
 
+from airflow_provider_refdata.lineage import HybridReferenceLineageMixin
 from airflow_provider_refdata.metrics import emit_hybrid_metrics
 from airflow_provider_refdata.operators.templated import as_bool, as_float
 from airflow_provider_refdata.results import (
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_refdata.config import ForeignKeyConfig
+    from airflow_provider_refdata.config.relation import WarehouseRelation
 
 for _result_class in (HybridResult, CoverageMetrics, BackfillResult, BackfillTableResult):
     allow_class(_result_class)
@@ -119,7 +121,14 @@ def read_query(pg: psycopg.Connection, statement: Any, params: Any = None) -> pd
         return pd.DataFrame(cur.fetchall(), columns=columns)
 
 
-class HybridReferenceOperator(BaseOperator):
+def describe_facts(facts: pd.DataFrame | WarehouseRelation) -> str:
+    """``"<n> fact rows"`` for a frame, ``"facts in <relation>"`` for facts that stay in the warehouse."""
+    from airflow_provider_refdata.config.relation import WarehouseRelation
+
+    return f"facts in {facts.describe()}" if isinstance(facts, WarehouseRelation) else f"{len(facts)} fact rows"
+
+
+class HybridReferenceOperator(HybridReferenceLineageMixin, BaseOperator):
     """Check FK coverage of a fact dataset and backfill missing reference rows before the facts load.
 
     :param domain: the fact domain (a key of ``domains`` in the FK configuration file).
@@ -197,20 +206,21 @@ class HybridReferenceOperator(BaseOperator):
 
         return PostgresHook(postgres_conn_id=self.warehouse_conn_id)
 
-    def load_facts(self, pg: psycopg.Connection) -> pd.DataFrame:
-        """The fact frame from ``sql``, ``table`` or ``fact_file``."""
-        from psycopg import sql as pgsql
+    def load_facts(self, pg: psycopg.Connection) -> pd.DataFrame | WarehouseRelation:
+        """The facts: a frame read from ``fact_file``; for ``table`` and ``sql`` a
+        :class:`~airflow_provider_refdata.config.relation.WarehouseRelation`, so coverage and backfill run in
+        PostgreSQL and no fact row is read into the worker."""
+        from airflow_provider_refdata.config.relation import WarehouseRelation
 
         if self.fact_file:
             self.log.info("Reading facts from file %s", self.fact_file)
             return read_fact_file(self.fact_file)
         if self.table:
             schema, table = split_table_name(self.table)
-            self.log.info("Reading facts from table %s.%s", schema, table)
-            query = pgsql.SQL("SELECT * FROM {}.{}").format(pgsql.Identifier(schema), pgsql.Identifier(table))
-            return read_query(pg, query)
-        self.log.info("Reading facts from a query")
-        return read_query(pg, self.sql)
+            self.log.info("Facts stay in the warehouse: table %s.%s", schema, table)
+            return WarehouseRelation(table=self.table)
+        self.log.info("Facts stay in the warehouse: a query")
+        return WarehouseRelation(query=self.sql)
 
     def execute(self, context: Context) -> HybridResult:
         from airflow_provider_refdata.config import load_fk_configs
@@ -229,9 +239,9 @@ class HybridReferenceOperator(BaseOperator):
         with warehouse_connection(self.hook) as pg:
             facts = self.load_facts(pg)
             self.log.info(
-                "Domain %s: %d fact rows, %d FK configurations from %s",
+                "Domain %s: %s, %d FK configurations from %s",
                 self.domain,
-                len(facts),
+                describe_facts(facts),
                 len(fk_configs),
                 config_path,
             )
@@ -248,6 +258,7 @@ class HybridReferenceOperator(BaseOperator):
                 self.rewrite_table(pg, result, fk_configs)
         self.log_result(result)
         emit_hybrid_metrics(result)
+        self._lineage_result = result  # for get_openlineage_facets_on_complete (also when failing below)
         self.record_asset_events(context, result)
         if result.degraded_mode and self.fail_on_degraded:
             raise AirflowFailException(f"domain {self.domain}: degraded run: {result.degradation_reason}")

@@ -45,6 +45,7 @@ from airflow_provider_refdata.assets import (
     REFERENCE_TABLES_ALIAS,
     table_asset_for,
 )
+from airflow_provider_refdata.lineage import ReferenceSyncLineageMixin
 from airflow_provider_refdata.metrics import emit_sync_metrics, sync_status
 from airflow_provider_refdata.operators.templated import as_bool, as_name_list
 from airflow_provider_refdata.results import SyncResult
@@ -118,7 +119,7 @@ def raise_for_failed_tables(results: Sequence[SyncResult | dict[str, Any]], fail
         raise AirflowException(message)
 
 
-class ReferenceSyncOperator(BaseOperator):
+class ReferenceSyncOperator(ReferenceSyncLineageMixin, BaseOperator):
     """Sync the configured reference tables into the warehouse.
 
     :param config_path: ``reference_sync.yml`` (templated, or an XComArg); default :func:`default_config_path`.
@@ -273,6 +274,7 @@ class ReferenceSyncOperator(BaseOperator):
         )
         self.log.info("Reference sync summary:\n%s", format_summary(results))
         emit_sync_metrics(results)
+        self._lineage_result = results  # for get_openlineage_facets_on_complete (also when failing below)
         raise_for_failed_tables(results, self.fail_on)
         if message := failed_tables_message(results):
             self.log.warning("%s (fail_on='all': the task succeeds)", message)

@@ -290,7 +290,9 @@ class GenericBackfillService:
         docstring), the rest is written, and the table's ``error`` says what was left out.
 
         :param pg: a psycopg connection (not inside a failed transaction).
-        :param df: the fact frame.
+        :param df: the fact frame, or facts that stay in the warehouse
+            (:class:`~airflow_provider_refdata.services.relation_facts.RelationFacts`: keys, key stage and
+            derivation in SQL; the rest of the unit is the same).
         :param fk: the foreign-key configuration.
         :param backfill: insert missing keys (false: measure coverage only, write nothing).
         :param plan_only: measure and count what would be written, write nothing.
@@ -327,7 +329,11 @@ class GenericBackfillService:
                     remapped = under_lock(pg, df, fk)
                     coverage.remapped_values += remapped
                     normalized = None if remapped else normalized
-                keys = extract_keys(df, fk, normalized)
+                if isinstance(df, pd.DataFrame):
+                    keys = extract_keys(df, fk, normalized)
+                else:  # facts in the warehouse (services.relation_facts.RelationFacts): keys grouped in SQL
+                    keys = df.extract_keys(pg, fk)
+                    coverage.remapped_values += keys.remapped
                 coverage.blank_rows = keys.blank_rows
                 coverage.total_fk_values = result.candidates = keys.total
                 seen = self._process(
@@ -375,7 +381,10 @@ class GenericBackfillService:
             info = _reference_table(pg, fk)
         if keys.total == 0:
             return None
-        stage_keys(pg, _KEY_STAGE, keys.keys, info.columns[fk.target_key])
+        if isinstance(df, pd.DataFrame):
+            stage_keys(pg, _KEY_STAGE, keys.keys, info.columns[fk.target_key])
+        else:
+            df.stage_keys(pg, _KEY_STAGE, keys, info.columns[fk.target_key])
         # Keys of this table written earlier in this call (another FK config on the same table), if any.
         shared = earlier is not None and fk.qualified_table in earlier
         done = earlier[fk.qualified_table] if shared else None
@@ -404,7 +413,11 @@ class GenericBackfillService:
             selected = np.setdiff1d(np.arange(keys.total, dtype=np.intp), counts.too_long_positions)
         else:
             selected = missing
-        derived = derive_rows(df, fk, keys, selected)
+        derived = (
+            derive_rows(df, fk, keys, selected)
+            if isinstance(df, pd.DataFrame)
+            else df.derive_rows(pg, fk, keys, selected)
+        )
         frame, unparsed = derived.frame, derived.unparsed
         keep = _fit_values(frame, info, fk, notes)
         if not keep.all():
@@ -478,10 +491,11 @@ def _record_provenance(
     if len(positions) == 0:
         return
     ensure_state_tables(pg)
-    used = fact_row_counts(keys.codes, keys.total)
-    record_placeholders(
-        pg, fk.qualified_table, info, fk.target_key, keys.keys[positions], used[positions], domain=domain, run_id=run_id
-    )
+    if isinstance(keys, FactKeys):
+        chosen, used = keys.keys[positions], fact_row_counts(keys.codes, keys.total)[positions]
+    else:  # keys staged from warehouse facts: their fact-row counts are in the stage
+        chosen, used = keys.keys_and_counts(positions)
+    record_placeholders(pg, fk.qualified_table, info, fk.target_key, chosen, used, domain=domain, run_id=run_id)
 
 
 def _reference_table(pg: psycopg.Connection, fk: ForeignKeyConfig) -> TableInfo:

@@ -56,6 +56,11 @@ writes nothing at all — no backfill, no tracking columns, no run-log row.  ``c
 coverage and the current ratios without backfilling; it writes only its run-log row (run_type
 ``coverage_check``).
 
+Facts in the warehouse: ``df`` may be a :class:`~airflow_provider_refdata.config.relation.WarehouseRelation`
+(a table, view or query with parameters) instead of a frame; the same units, locks, modes, ratios and
+run log then work on keys grouped in SQL, and nothing per fact row leaves PostgreSQL
+(:mod:`~airflow_provider_refdata.services.relation_facts`).
+
 Plain Python: no Airflow import.
 """
 
@@ -75,6 +80,7 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from airflow_provider_refdata.config import ForeignKeyConfig, processing_order
+from airflow_provider_refdata.config.relation import WarehouseRelation
 from airflow_provider_refdata.results import BackfillTableResult, CoverageMetrics, HybridResult
 from airflow_provider_refdata.services.aliases import (
     KeyAliases,
@@ -90,6 +96,7 @@ from airflow_provider_refdata.services.backfill import (
     lock_tables_up_front,
     shared_tables,
 )
+from airflow_provider_refdata.services.relation_facts import RelationFacts
 from airflow_provider_refdata.warehouse.catalog import table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
 from airflow_provider_refdata.warehouse.coverage import source_counts
@@ -128,7 +135,7 @@ class HybridReferenceService:
     def ensure_references(
         self,
         domain: str,
-        df: pd.DataFrame,
+        df: pd.DataFrame | WarehouseRelation,
         fk_configs: Sequence[ForeignKeyConfig],
         conn: WarehouseLike,
         *,
@@ -149,7 +156,11 @@ class HybridReferenceService:
         the rows mapped.
 
         :param domain: the fact domain (``_derived_from_domain`` and the run-log subject).
-        :param df: the fact frame (its aliased FK values are rewritten in place).
+        :param df: the fact frame (its aliased FK values are rewritten in place), or a
+            :class:`~airflow_provider_refdata.config.relation.WarehouseRelation` (a table, view or query):
+            then everything runs in PostgreSQL (:mod:`~airflow_provider_refdata.services.relation_facts`),
+            no fact row is read into the worker, the relation is not rewritten and the aliases are applied
+            in SQL (``remapped_values`` counted the same way).
         :param fk_configs: the domain's FK configurations (any order; ``depends_on`` decides).
         :param conn: the warehouse (psycopg connection, PostgresHook, SQLAlchemy Connection/Engine, DSN).
         :param auto_derived_threshold: overrides the service's default threshold for this call.
@@ -180,7 +191,11 @@ class HybridReferenceService:
             if self.sync_service is not None and writes:
                 result.pre_load_available = self._pre_load(pg, problems)
             normalized: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # FK columns the mapping factorised
-            aliases, remapped = _map_aliases(pg, df, active, problems, normalized)
+            if isinstance(df, WarehouseRelation):  # in-warehouse: each unit maps its keys in SQL, under its lock
+                df = RelationFacts(df, pg, active)
+                aliases, remapped = None, {}
+            else:
+                aliases, remapped = _map_aliases(pg, df, active, problems, normalized)
             # Without the locks held since before the read, each writing unit re-reads its aliases under its own.
             recheck = None
             if writes and aliases is not None and not locked_up_front:
@@ -226,7 +241,7 @@ class HybridReferenceService:
     def check_coverage(
         self,
         domain: str,
-        df: pd.DataFrame,
+        df: pd.DataFrame | WarehouseRelation,
         fk_configs: Sequence[ForeignKeyConfig],
         conn: WarehouseLike,
         *,
@@ -278,6 +293,7 @@ class HybridReferenceService:
         coverage_only: bool,
         started: float,
     ) -> None:
+        result.fact_rows = len(df)
         result.coverage_metrics = [o.coverage for o in outcomes]
         measured = [o.coverage for o in outcomes if o.measured]
         total = sum(c.total_fk_values for c in measured)

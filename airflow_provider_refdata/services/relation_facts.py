@@ -1,0 +1,308 @@
+"""Facts that stay in PostgreSQL: the in-warehouse side of ``ensure_references`` for a ``WarehouseRelation``.
+
+:class:`RelationFacts` stands in for the fact DataFrame in
+:meth:`~airflow_provider_refdata.services.backfill.GenericBackfillService.process_table`: the same unit
+(lock, savepoint, coverage join, candidate stage, type and length checks, ``INSERT … ON CONFLICT DO
+NOTHING``, placeholder provenance) runs, but the work that touches fact rows happens in SQL
+(:mod:`~airflow_provider_refdata.warehouse.relation_keys`):
+
+1. **keys** (:meth:`RelationFacts.extract_keys`, inside the FK's unit, under its lock when it writes): one
+   ``GROUP BY`` of the raw FK column into a temporary map table (raw value, fact rows, normalised key after
+   the key aliases and blank tokens, whether this FK's aliases mapped it) — ``total_fk_values``,
+   ``blank_rows`` and ``remapped_values`` come from it;
+2. the **key stage** (:meth:`RelationFacts.stage_keys`) is filled from the map table with one ``INSERT …
+   SELECT`` instead of COPY: the same ``(_i, _k)`` stage the coverage join reads, so coverage and backfill
+   statements are the DataFrame path's own;
+3. **derivation** (:meth:`RelationFacts.derive_rows`) of the selected (missing) keys only: their raw values
+   are read from the map table (one row per distinct raw value) and bound as an array, and one statement
+   filters the facts to them (a hashed ``= ANY`` in the scan, parallel workers allowed) and computes every
+   aggregation — ``first`` and ``max_by`` as ordered ``array_agg``, ``concat_distinct`` as ``string_agg``
+   (sorted in code point order or in first-seen order), ``count_distinct`` — and a template's placeholders
+   as their ``first`` value.  Only one row per missing key comes back (a few thousand, never the facts); the
+   template placeholders are then formatted by the DataFrame path's own code, so a format spec means exactly
+   the same on both paths.
+
+Row order ("the first row"): the relation's ``order_by`` columns (ascending, NULLs last; ties in a table's
+physical order), else a table's physical order (``ctid``) or, for a view or query, the order it returns its
+rows in.  Keys are numbered in key order (code points), so a message's example key is the smallest one
+concerned, where the DataFrame path names the first one in fact order.
+
+Key aliases (``refdata.key_alias``) are read in each FK's unit (under its lock when it writes), chains
+resolved, and applied to the distinct values: every FK configuration on the same fact column maps it in
+processing order, as the DataFrame path maps its frame, so a backfill column copied from an FK column (e.g.
+``fk_portfolio`` copying 计划代码) carries the mapped key too.  ``HybridResult.fact_rows`` is counted by SQL.
+
+Plain Python: no Airflow import.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psycopg
+from psycopg import sql
+
+from airflow_provider_refdata.config import ForeignKeyConfig
+from airflow_provider_refdata.config.relation import WarehouseRelation
+from airflow_provider_refdata.exceptions import RefdataConfigError
+from airflow_provider_refdata.services.aliases import read_key_aliases
+from airflow_provider_refdata.services.derivation import (
+    DerivedRows,
+    UnparsedTemplateValues,
+    _agg_template,
+    _missing_columns,
+    extract_keys,
+)
+from airflow_provider_refdata.warehouse.catalog import ColumnInfo
+from airflow_provider_refdata.warehouse.relation_keys import (
+    AliasStep,
+    DerivedColumn,
+    FactColumn,
+    RelationShape,
+    derive_statement,
+    key_map_statement,
+    key_stage_statement,
+)
+from airflow_provider_refdata.warehouse.staging import create_stage, stage_type
+
+__all__ = ["RelationFacts", "RelationKeys"]
+
+logger = logging.getLogger(__name__)
+
+MAP_TABLE = "refdata_fk_values"
+
+
+@dataclass
+class StagedKeys:
+    """The key texts of the key stage, fetched by position when a message or the provenance needs them."""
+
+    pg: psycopg.Connection
+    stage: str | None = None
+
+    def fetch(self, positions: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys, fact rows)`` at ``positions`` (in that order)."""
+        wanted = [int(p) for p in np.atleast_1d(np.asarray(positions))]
+        if not wanted or self.stage is None:
+            return np.empty(0, dtype=object), np.empty(0, dtype=np.int64)
+        rows = self.pg.execute(
+            sql.SQL(
+                "SELECT s._t, s._n FROM unnest(CAST(%s AS integer[])) WITH ORDINALITY AS u(i, o)"
+                " JOIN {} s ON s._i = u.i ORDER BY u.o"
+            ).format(sql.Identifier(self.stage)),
+            (wanted,),
+        ).fetchall()
+        return np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=np.int64)
+
+    def __getitem__(self, positions: Any) -> Any:
+        keys, _ = self.fetch(positions)
+        return keys[0] if np.ndim(positions) == 0 else keys
+
+
+@dataclass
+class RelationKeys:
+    """The distinct non-blank keys of one FK in a relation (the in-warehouse :class:`FactKeys`)."""
+
+    fk_name: str
+    total: int
+    blank_rows: int
+    remapped: int
+    fact_rows: int
+    keys: StagedKeys
+    steps: dict[str, list[AliasStep]] = field(default_factory=dict)
+
+    def keys_and_counts(self, positions: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Keys at ``positions`` and the fact rows that used each (for the placeholder provenance)."""
+        return self.keys.fetch(positions)
+
+
+class RelationFacts:
+    """A :class:`WarehouseRelation` bound to a connection and the call's FK configurations.
+
+    :param relation: the facts.
+    :param pg: the call's connection.
+    :param fk_configs: the FK configurations the call processes (their aliases map the columns).
+    """
+
+    def __init__(self, relation: WarehouseRelation, pg: psycopg.Connection, fk_configs: list[ForeignKeyConfig]):
+        self.relation = relation
+        self.pg = pg
+        self.fk_configs = list(fk_configs)
+        self._shape: RelationShape | None = None
+        self._rows: int | None = None
+
+    # ------------------------------------------------------------------------------------------------
+    def shape(self) -> RelationShape:
+        """The relation's ``FROM`` item, columns and row order (read once: one ``LIMIT 0`` query)."""
+        if self._shape is not None:
+            return self._shape
+        relation = self.relation
+        if relation.table is not None:
+            schema, table = relation.qualified_name or ("", "")
+            source: sql.Composable = sql.SQL("{} AS {}").format(sql.Identifier(schema, table), sql.Identifier("f"))
+            params: dict[str, Any] = {}
+            kind = self.pg.execute(
+                "SELECT c.relkind FROM pg_class c"
+                " WHERE c.oid = to_regclass(format('%%I.%%I', CAST(%s AS text), CAST(%s AS text)))",
+                (schema, table),
+            ).fetchone()
+            relkind = kind[0] if kind else None
+            row_order = {"r": "ctid", "m": "ctid", "p": "partitioned"}.get(relkind or "", "returned")
+        else:
+            text, params = relation.bound_query()
+            source = sql.SQL("({}) AS {}").format(sql.SQL(text), sql.Identifier("f"))
+            row_order = "returned"
+        with self.pg.cursor() as cur:
+            cur.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(source), params or None)
+            columns = {d.name: FactColumn(d.name, d.type_code) for d in cur.description or []}
+        missing = [c for c in relation.order_by if c not in columns]
+        if missing:
+            raise RefdataConfigError(
+                f"order_by column {missing[0]!r} is not a column of the facts ({relation.describe()})",
+                key_path="order_by",
+                value=missing[0],
+            )
+        self._shape = RelationShape(source, params, columns, row_order, tuple(relation.order_by))
+        return self._shape
+
+    def __len__(self) -> int:
+        """The relation's fact rows (counted with the first FK's keys, else by one ``count(*)``)."""
+        if self._rows is None:
+            try:
+                with self.pg.transaction():
+                    shape = self.shape()
+                    statement = sql.SQL("SELECT count(*) FROM {}").format(shape.source)
+                    self._rows = self.pg.execute(statement, shape.query_params or None).fetchone()[0]
+            except Exception as exc:  # the FK units already report why the relation cannot be read
+                logger.warning("Could not count the fact rows of %s: %s", self.relation.describe(), exc)
+                self._rows = 0
+        return self._rows
+
+    # ------------------------------------------------------------------------------------------------
+    def _steps(self, pg: psycopg.Connection) -> dict[str, list[tuple[str, AliasStep]]]:
+        """Per fact column, the ``(fk name, alias step)`` of each FK configuration with aliases on it."""
+        aliases = read_key_aliases(pg, self.fk_configs)
+        steps: dict[str, list[tuple[str, AliasStep]]] = {}
+        for fk in self.fk_configs:
+            pairs = aliases.for_table(fk.qualified_table)
+            tokens = fk.blank_tokens
+            kept = {k: v.strip() for k, v in pairs.items() if k not in tokens}
+            if kept:
+                step = AliasStep(list(kept), list(kept.values()))
+                steps.setdefault(fk.source_column, []).append((fk.name, step))
+        return steps
+
+    def extract_keys(self, pg: psycopg.Connection, fk: ForeignKeyConfig) -> RelationKeys:
+        """Group the FK column into the map table; the key counts (inside the FK's unit).
+
+        :raises RefdataBackfillError: the FK column or a required backfill column is not in the relation.
+        """
+        shape = self.shape()
+        extract_keys(pd.DataFrame(columns=list(shape.columns)), fk)  # the DataFrame path's own column checks
+        by_column = self._steps(pg)
+        own = by_column.get(fk.source_column, [])
+        own_step = next((n for n, (name, _) in enumerate(own) if name == fk.name), None)
+        pg.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(MAP_TABLE)))
+        statement, params = key_map_statement(
+            shape, MAP_TABLE, fk.source_column, [s for _, s in own], own_step, sorted(fk.blank_tokens)
+        )
+        pg.execute(statement, params)
+        # Statistics for the joins on it (a fresh temp table has none: the planner would hash the facts instead).
+        pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(MAP_TABLE)))
+        total, blank, remapped, rows = pg.execute(
+            sql.SQL(
+                "SELECT count(DISTINCT k), COALESCE(sum(n) FILTER (WHERE k IS NULL), 0),"
+                " COALESCE(sum(n) FILTER (WHERE hit), 0), COALESCE(sum(n), 0) FROM {}"
+            ).format(sql.Identifier(MAP_TABLE))
+        ).fetchone()
+        self._rows = int(rows)
+        return RelationKeys(
+            fk_name=fk.name,
+            total=int(total),
+            blank_rows=int(blank),
+            remapped=int(remapped),
+            fact_rows=int(rows),
+            keys=StagedKeys(pg),
+            steps={column: [s for _, s in entries] for column, entries in by_column.items()},
+        )
+
+    @staticmethod
+    def stage_keys(pg: psycopg.Connection, stage: str, keys: RelationKeys, key_column: ColumnInfo) -> None:
+        """Create the key stage ``(_i, _k, _t, _n)`` and fill it from the map table (one ``INSERT … SELECT``)."""
+        key_type = stage_type(key_column)
+        create_stage(pg, stage, ["_i", "_k", "_t", "_n"], ["integer", key_type, "text", "bigint"])
+        pg.execute(key_stage_statement(stage, MAP_TABLE, None if key_type == "text" else key_type))
+        pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
+        keys.keys.stage = stage
+
+    def derive_rows(
+        self, pg: psycopg.Connection, fk: ForeignKeyConfig, keys: RelationKeys, selected: np.ndarray
+    ) -> DerivedRows:
+        """The candidate rows of the ``selected`` key positions, as
+        :func:`~airflow_provider_refdata.services.derivation.derive_rows` builds them from a frame."""
+        shape = self.shape()
+        chosen = np.asarray(selected, dtype=np.intp)
+        m = len(chosen)
+        stub = pd.DataFrame(columns=list(shape.columns))
+        outputs: list[DerivedColumn] = []
+        slots: dict[str, Any] = {}  # target -> output index, list of (placeholder column, output index), or None
+        for column in fk.backfill_columns:
+            agg = column.aggregation
+            if _missing_columns(stub, fk, column):
+                slots[column.target] = None
+            elif agg.type == "template":
+                placeholders = []
+                for name in agg.template_columns:
+                    placeholders.append((name, len(outputs)))
+                    outputs.append(DerivedColumn("first", name))
+                slots[column.target] = placeholders
+            else:
+                slots[column.target] = len(outputs)
+                outputs.append(DerivedColumn(agg.type, column.source, agg.order_column, agg.separator or "", agg.sort))
+        rows: list[tuple] = []
+        texts: dict[int, str] = {}
+        if m:
+            # The raw values of the selected keys (one row per distinct raw value: a few per key at most).
+            pre = pg.execute(
+                sql.SQL(
+                    "SELECT CAST(m.raw AS text), s._i, s._t FROM unnest(CAST(%s AS integer[])) AS u (i)"
+                    " JOIN {stage} s ON s._i = u.i JOIN {map} m ON m.k = s._t"
+                ).format(stage=sql.Identifier(keys.keys.stage or ""), map=sql.Identifier(MAP_TABLE)),
+                (chosen.tolist(),),
+            ).fetchall()
+            texts = {int(i): t for _, i, t in pre}
+            raw_type = pg.execute(
+                "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+                " WHERE a.attrelid = to_regclass(%s) AND a.attname = 'raw'",
+                (MAP_TABLE,),
+            ).fetchone()[0]
+            statement, params = derive_statement(
+                shape, fk.source_column, [r for r, _, _ in pre], raw_type, [i for _, i, _ in pre], outputs, keys.steps
+            )
+            rows = pg.execute(statement, params).fetchall()
+        by_position = {int(r[0]): r for r in rows}
+        ordered = [by_position.get(int(p)) for p in chosen]
+        key_texts = np.array([texts.get(int(p)) for p in chosen], dtype=object)
+
+        def output(n: int) -> np.ndarray:
+            return np.array([r[1 + n] if r else None for r in ordered], dtype=object)
+
+        data: dict[str, Any] = {fk.target_key: key_texts}
+        unparsed: list[UnparsedTemplateValues] = []
+        for column in fk.backfill_columns:
+            slot = slots[column.target]
+            if slot is None:
+                data[column.target] = np.full(m, None, dtype=object)
+            elif isinstance(slot, list):
+                firsts = pd.DataFrame({name: output(n) for name, n in slot}, dtype=object)
+                pieces = column.aggregation.template_fields
+                data[column.target], failed, values = _agg_template(np.arange(m, dtype=np.intp), firsts, pieces, m)
+                report = UnparsedTemplateValues(column.target, column.aggregation.template or "", failed, values)
+                if report.mask.any():
+                    unparsed.append(report)
+            else:
+                data[column.target] = output(slot)
+        return DerivedRows(frame=pd.DataFrame(data, dtype=object), unparsed=unparsed)
