@@ -1,7 +1,10 @@
 """HybridReferenceOperator: coverage check and selective backfill of a fact dataset as an Airflow task.
 
-The facts come from exactly one of: ``sql`` (a query run on the warehouse), ``table`` (a schema-qualified
-table name, quoted safely) or ``fact_file`` (CSV, Parquet or Excel, chosen by suffix).  The operator loads
+The facts come from exactly one of: ``sql`` (one SELECT on the warehouse), ``table`` (a schema-qualified
+table or view, quoted safely) or ``fact_file`` (CSV, Parquet or Excel, chosen by suffix).  ``sql`` and ``table``
+facts stay in the warehouse: they become a
+:class:`~airflow_provider_refdata.config.relation.WarehouseRelation` and coverage and backfill run in PostgreSQL,
+so no fact row is read into the worker; only a ``fact_file`` is read into a frame.  The operator loads
 the domain's FK configurations, runs
 :meth:`~airflow_provider_refdata.services.hybrid.HybridReferenceService.ensure_references` (or, with
 ``coverage_only``, only measures coverage) and returns the
@@ -11,11 +14,12 @@ are registered with ``airflow.sdk.serde.allow_class`` when this module is import
 CSV and Excel files are read with every column as text, so codes such as ``"001"`` keep their zeros; the
 services coerce numbers where an aggregation needs them.
 
-Remapped keys (``refdata.key_alias``, written by a steward's remap) are mapped in the fact frame by the
-service, whatever the source, and counted in each coverage metric's ``remapped_values``.  When the facts
-come from a warehouse ``table`` (a staging table loaded into the fact table next), a writing run also
-rewrites them in that table — one ``UPDATE … FROM refdata.key_alias`` per FK column that had remapped
-values — so the load passes its FKs (``rewrite_fact_table=False`` leaves the table alone).  A ``sql`` query
+Remapped keys (``refdata.key_alias``, written by a steward's remap) are mapped in the facts by the
+service (in SQL for ``sql``/``table`` facts), whatever the source, and counted in each coverage metric's
+``remapped_values``.  When the facts come from a warehouse ``table`` (a staging table loaded into the fact
+table next), a writing run also rewrites them in that table — one ``UPDATE … FROM refdata.key_alias`` per FK
+column that had remapped values — so the load passes its FKs (``rewrite_fact_table=False`` leaves the table
+alone).  A ``sql`` query
 or a ``fact_file`` cannot be rewritten: for them only the counts tell the caller to map the keys itself.
 
 Each run emits the metrics of :mod:`~airflow_provider_refdata.metrics` (coverage, ratios, backfill counts),
