@@ -19,8 +19,8 @@ service (in SQL for ``sql``/``table`` facts), whatever the source, and counted i
 ``remapped_values``.  When the facts come from a warehouse ``table`` (a staging table loaded into the fact
 table next), a writing run also rewrites them in that table — one ``UPDATE … FROM refdata.key_alias`` per FK
 column that had remapped values — so the load passes its FKs (``rewrite_fact_table=False`` leaves the table
-alone).  A ``sql`` query
-or a ``fact_file`` cannot be rewritten: for them only the counts tell the caller to map the keys itself.
+alone).  A ``sql`` query or a ``fact_file`` cannot be rewritten: for them only the counts tell the caller to
+map the keys itself.
 
 Each run emits the metrics of :mod:`~airflow_provider_refdata.metrics` (coverage, ratios, backfill counts),
 and when the task has Asset outlets (the fact dataset it prepares), each outlet's event carries the
