@@ -32,13 +32,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from airflow_provider_refdata.cli_steward import add_commands
+from airflow_provider_refdata.config.paths import SYNC_CONFIG_FILE, config_path
 from airflow_provider_refdata.exceptions import RefdataConfigError, RefdataError, RefdataReviewError
 
 
 def _default_config() -> Path:
-    folder = os.environ.get("REFDATA_CONFIG_DIR")
-    base = Path(folder) if folder else Path.cwd() / "config"
-    return base / "reference_sync.yml"
+    return config_path(SYNC_CONFIG_FILE)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_refdata.config.paths import config_path
 from airflow_provider_refdata.exceptions import RefdataConfigError
 
 _DAYS = re.compile(r"(\d+(?:\.\d+)?)\s*d", re.IGNORECASE)
@@ -237,8 +238,7 @@ def _warehouse(args: argparse.Namespace) -> str:
 
 
 def _config_file(name: str) -> Path:
-    folder = os.environ.get("REFDATA_CONFIG_DIR")
-    return (Path(folder) if folder else Path.cwd() / "config") / name
+    return config_path(name)
 
 
 def _given_or_default(given: Path | None, name: str) -> Path | None:

@@ -25,10 +25,8 @@ from pydantic import AfterValidator, Field, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from airflow_provider_refdata.config._common import TargetColumn, _ConfigModel, _FieldError, _unique
-
-#: The folder whose ``reference_sync.yml`` is read when no review settings are given (as the operators do).
-CONFIG_DIR_ENV = "REFDATA_CONFIG_DIR"
-SYNC_CONFIG_FILE = "reference_sync.yml"
+from airflow_provider_refdata.config.paths import CONFIG_DIR_ENV, SYNC_CONFIG_FILE, config_path
+from airflow_provider_refdata.exceptions import RefdataConfigError
 
 
 class ReviewConfig(_ConfigModel):
@@ -62,12 +60,23 @@ class ReviewConfig(_ConfigModel):
 
 
 def default_sync_config_path() -> Path | None:
-    """``$REFDATA_CONFIG_DIR/reference_sync.yml`` when the variable is set and the file exists, else None."""
-    folder = os.environ.get(CONFIG_DIR_ENV)
-    if not folder:
-        return None
-    path = Path(folder) / SYNC_CONFIG_FILE
-    return path if path.is_file() else None
+    """The default ``reference_sync.yml`` (:func:`~airflow_provider_refdata.config.paths.config_path`) when it
+    exists, else None.
+
+    Fails closed: with ``$REFDATA_CONFIG_DIR`` set, a missing file raises ``RefdataConfigError`` naming it — a
+    worker whose configuration folder is not mounted must not export review files without the sensitive
+    columns' masking.
+    """
+    path = config_path(SYNC_CONFIG_FILE)
+    if path.is_file():
+        return path
+    if os.environ.get(CONFIG_DIR_ENV):
+        raise RefdataConfigError(
+            f"no such file; ${CONFIG_DIR_ENV} names the folder of {SYNC_CONFIG_FILE}, whose review: "
+            "section says which columns a review file must leave out",
+            file=str(path),
+        )
+    return None
 
 
 def resolve_review_config(review: Any = None) -> ReviewConfig:
@@ -75,7 +84,8 @@ def resolve_review_config(review: Any = None) -> ReviewConfig:
 
     :param review: a :class:`ReviewConfig`; a ``ReferenceSyncConfig`` (its ``review`` section); the path of a
         ``reference_sync.yml`` (``str`` or path-like; loaded and validated whole); or None:
-        ``$REFDATA_CONFIG_DIR/reference_sync.yml`` when that file exists, else no sensitive columns.
+        the default ``reference_sync.yml`` (:func:`default_sync_config_path`: ``$REFDATA_CONFIG_DIR``, which
+        must then hold it, else ``./config``) when it exists, else no sensitive columns.
         The result's ``source_path`` is the file the settings came from, when known.
     """
     # Imported here: the loader imports the sync models, which import this module.

@@ -39,6 +39,7 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.serde import allow_class
 
+from airflow_provider_refdata.config.paths import FK_CONFIG_FILE, config_path
 from airflow_provider_refdata.lineage import HybridReferenceLineageMixin
 from airflow_provider_refdata.metrics import emit_hybrid_metrics
 from airflow_provider_refdata.operators.templated import as_bool, as_float
@@ -62,12 +63,10 @@ if TYPE_CHECKING:
 for _result_class in (HybridResult, CoverageMetrics, BackfillResult, BackfillTableResult):
     allow_class(_result_class)
 
-DEFAULT_CONFIG_FILE = "foreign_keys.yml"
-
 
 def default_fk_config_path() -> str:
     """``$REFDATA_CONFIG_DIR/foreign_keys.yml``, else ``config/foreign_keys.yml`` (relative to the cwd)."""
-    return str(Path(os.environ.get("REFDATA_CONFIG_DIR", "config")) / DEFAULT_CONFIG_FILE)
+    return str(config_path(FK_CONFIG_FILE))
 
 
 def split_table_name(name: str) -> tuple[str, str]:

@@ -45,6 +45,7 @@ from airflow_provider_refdata.assets import (
     REFERENCE_TABLES_ALIAS,
     table_asset_for,
 )
+from airflow_provider_refdata.config.paths import SYNC_CONFIG_FILE, config_path
 from airflow_provider_refdata.lineage import ReferenceSyncLineageMixin
 from airflow_provider_refdata.metrics import emit_sync_metrics, sync_status
 from airflow_provider_refdata.operators.templated import as_bool, as_name_list
@@ -52,17 +53,13 @@ from airflow_provider_refdata.results import SyncResult
 
 allow_class(SyncResult)
 
-CONFIG_DIR_ENV = "REFDATA_CONFIG_DIR"
-CONFIG_FILE_NAME = "reference_sync.yml"
 FAIL_ON = ("any", "all")
 FailOn = Literal["any", "all"]
 
 
 def default_config_path() -> Path:
-    """``$REFDATA_CONFIG_DIR/reference_sync.yml``, else the ``config/`` folder next to the package (checkout)."""
-    folder = os.environ.get(CONFIG_DIR_ENV)
-    base = Path(folder) if folder else Path(__file__).resolve().parents[2] / "config"
-    return base / CONFIG_FILE_NAME
+    """``$REFDATA_CONFIG_DIR/reference_sync.yml``, else ``config/reference_sync.yml`` of the working directory."""
+    return config_path(SYNC_CONFIG_FILE)
 
 
 def resolve_fail_on(fail_on: str | None, fail_on_error: bool | None) -> FailOn:

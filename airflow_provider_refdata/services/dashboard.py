@@ -36,13 +36,13 @@ from typing import Any
 import psycopg
 from pydantic import BaseModel, ConfigDict, Field
 
+from airflow_provider_refdata.config.paths import config_dir as default_config_dir
 from airflow_provider_refdata.exceptions import RefdataConfigError
 from airflow_provider_refdata.results import Alert, TableHealth
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection
 
 logger = logging.getLogger("airflow_provider_refdata.services.dashboard")
 
-CONFIG_DIR_ENV = "REFDATA_CONFIG_DIR"
 
 # --------------------------------------------------------------------------------------------------------
 # The models (the JSON API of the UI plugin returns them as they are)
@@ -210,12 +210,6 @@ SELECT t.name, r.status, s.last_run_at, s.last_success_at, r.started_at, r.finis
 """
 
 
-def default_config_dir() -> Path:
-    """``$REFDATA_CONFIG_DIR``, else ``./config`` (as the command line)."""
-    folder = os.environ.get(CONFIG_DIR_ENV)
-    return Path(folder) if folder else Path.cwd() / "config"
-
-
 def counts_of(health: TableHealth) -> TableCounts:
     """The stacked-bar split of one table's health (approved auto-derived rows vs. rows in review)."""
     return TableCounts(
@@ -236,7 +230,7 @@ class DashboardService:
     """Reads the page's data (see the module docstring).  Stateless apart from its settings; safe to share.
 
     :param config_dir: the folder with ``reference_sync.yml`` / ``foreign_keys.yml`` (default
-        :func:`default_config_dir`, read on each call).
+        :func:`~airflow_provider_refdata.config.paths.config_dir`, read on each call).
     :param placeholder_limit: open placeholders per table.
     :param history_points: the newest points per table and series.
     """

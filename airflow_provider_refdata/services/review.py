@@ -35,14 +35,14 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
 
 from airflow_provider_refdata.config import ForeignKeyConfig, ForeignKeysFileConfig, load_fk_domains
-from airflow_provider_refdata.config.review import CONFIG_DIR_ENV, resolve_review_config
+from airflow_provider_refdata.config.paths import FK_CONFIG_FILE, config_path
+from airflow_provider_refdata.config.review import resolve_review_config
 from airflow_provider_refdata.exceptions import RefdataReviewError
 from airflow_provider_refdata.results import ReviewResult
 from airflow_provider_refdata.services.backfill import finish_connection
@@ -75,8 +75,6 @@ from airflow_provider_refdata.warehouse.tracking import (
     AUTO_DERIVED,
     TRACKING_COLUMN_NAMES,
 )
-
-FK_CONFIG_FILE = "foreign_keys.yml"
 
 
 class ReviewService:
@@ -502,9 +500,8 @@ def apply_review_file(
 def _fk_configs(foreign_keys: Any) -> list[ForeignKeyConfig]:
     """The FK configurations (all domains) that ``foreign_keys`` stands for (see :class:`ReviewService`)."""
     if foreign_keys is None:
-        folder = os.environ.get(CONFIG_DIR_ENV)
-        path = Path(folder) / FK_CONFIG_FILE if folder else None
-        if path is None or not path.is_file():
+        path = config_path(FK_CONFIG_FILE)
+        if not path.is_file():
             return []
         foreign_keys = path
     if isinstance(foreign_keys, ForeignKeysFileConfig):

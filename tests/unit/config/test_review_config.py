@@ -114,10 +114,19 @@ def test_resolve_review_config_accepts_every_form(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("REFDATA_CONFIG_DIR", str(tmp_path))
     assert resolve_review_config(None).sensitive_columns == wanted
     assert resolve_review_config().source_path == path.resolve()
+    # Fails closed: a configuration folder that is named but lacks the file (a worker without the mount)
+    # must not export review files with no sensitive columns masked.
     monkeypatch.setenv("REFDATA_CONFIG_DIR", str(tmp_path / "nothing-here"))
-    assert resolve_review_config(None) == ReviewConfig()
+    with pytest.raises(RefdataConfigError, match="nothing-here/reference_sync.yml: no such file") as raised:
+        resolve_review_config(None)
+    assert raised.value.file == str(tmp_path / "nothing-here" / "reference_sync.yml")
+    # Without the variable: ./config/reference_sync.yml of the working directory, when there is one.
     monkeypatch.delenv("REFDATA_CONFIG_DIR")
+    (tmp_path / "cwd" / "config").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "cwd")
     assert resolve_review_config(None) == ReviewConfig()
+    write(tmp_path / "cwd" / "config", "review:\n  sensitive_columns: {business.年金计划: [客户名称]}\n")
+    assert resolve_review_config(None).sensitive_columns == wanted
 
     with pytest.raises(RefdataConfigError, match="configuration file not found"):
         resolve_review_config(tmp_path / "missing.yml")
