@@ -40,6 +40,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.serde import allow_class
 
 from airflow_provider_refdata.config.paths import FK_CONFIG_FILE, config_path
+from airflow_provider_refdata.config.relation import split_relation_name
 from airflow_provider_refdata.lineage import HybridReferenceLineageMixin
 from airflow_provider_refdata.metrics import emit_hybrid_metrics
 from airflow_provider_refdata.operators.templated import as_bool, as_float
@@ -73,28 +74,9 @@ def split_table_name(name: str) -> tuple[str, str]:
     """``schema.table`` (or ``table`` → ``public``) into its parts; double quotes around a part are removed.
 
     :param name: the table name as written by the user, e.g. ``staging.年金业绩`` or ``"my.schema"."t"``.
+    :raises ValueError: not one or two non-empty parts, an unclosed quote, or a part PostgreSQL would truncate.
     """
-    text = name.strip()
-    parts: list[str] = []
-    current, quoted, i = "", False, 0
-    while i < len(text):
-        ch = text[i]
-        if ch == '"':
-            if quoted and i + 1 < len(text) and text[i + 1] == '"':
-                current += '"'
-                i += 1
-            else:
-                quoted = not quoted
-        elif ch == "." and not quoted:
-            parts.append(current)
-            current = ""
-        else:
-            current += ch
-        i += 1
-    parts.append(current)
-    if quoted or len(parts) > 2 or not all(p.strip() for p in parts):
-        raise ValueError(f"table must be 'schema.table' or 'table', got {name!r}")
-    return ("public", parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+    return split_relation_name(name)
 
 
 def read_fact_file(path: str | os.PathLike[str]) -> pd.DataFrame:
