@@ -16,7 +16,13 @@ RSS after imports, in MiB):
   ``INSERT … ON CONFLICT DO UPDATE`` executemany per 5,000 rows; connection from an ``AIRFLOW_CONN_*``
   variable) fed by an unbuffered MySQL cursor; initial load and full re-sync 1%.
 
-The targets of issue 4 are checked and printed as PASS/FAIL at the end, followed by a Markdown table.
+The targets of issue 4 are checked and printed as PASS/FAIL at the end, followed by a Markdown table, and
+issue 13's: the incremental time per re-synced row at the largest size within 1.5× of that at 1,000,000 rows
+(``--rows 1000000 5000000``: 20,000 rows of 1M and 100,000 of 5M, the same 2%).
+
+``--baseline-tree DIR`` also runs the full and the incremental re-sync with the code in ``DIR`` (e.g. the
+committed tree: ``git archive HEAD | tar -x -C DIR``) in the same rounds, alternating which goes first, so
+before/after are compared under the same load; its rows in the table say "baseline".
 """
 
 from __future__ import annotations
@@ -231,27 +237,33 @@ def vacuum(pg: str, table: str = TARGET_TABLE) -> None:
         conn.execute("CHECKPOINT")
 
 
-def run_child(kind: str, pg: str, mysql: str, mode: str = "") -> dict[str, Any]:
+def run_child(kind: str, pg: str, mysql: str, mode: str = "", tree: Path | None = None) -> dict[str, Any]:
     return run_module_child(
-        "benchmarks.bench_sync", ["--child", kind, "--pg", pg, "--mysql", mysql, "--mode", mode], f"{kind} {mode}"
+        "benchmarks.bench_sync",
+        ["--child", kind, "--pg", pg, "--mysql", mysql, "--mode", mode],
+        f"{kind} {mode}",
+        tree=tree,
     )
 
 
-def run_module_child(module: str, args: list[str], label: str) -> dict[str, Any]:
-    """Run ``python -m module *args`` in a fresh process; its last stdout line is the JSON result."""
+def run_module_child(module: str, args: list[str], label: str, tree: Path | None = None) -> dict[str, Any]:
+    """Run ``python -m module *args`` in a fresh process (from ``tree``: another checkout's code); its last
+    stdout line is the JSON result."""
     proc = subprocess.run(
         [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         check=False,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=tree or Path(__file__).resolve().parent.parent,
     )
     if proc.returncode != 0:
         raise SystemExit(f"benchmark child {label} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def measure_size(pg: str, mysql: str, server: Any, rows: int, repeat: int, baselines: bool) -> dict[str, Any]:
+def measure_size(
+    pg: str, mysql: str, server: Any, rows: int, repeat: int, baselines: bool, baseline_tree: Path | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {"rows": rows}
     out["generate_s"] = generate_source(server, rows)
     print(f"\n--- {rows:,} rows (source generated in {out['generate_s']:.1f} s)", flush=True)
@@ -264,23 +276,39 @@ def measure_size(pg: str, mysql: str, server: Any, rows: int, repeat: int, basel
             "result": runs[-1].get("result"),
         }
 
-    initial, full, incr = [], [], []
+    initial, full, incr, base_full, base_incr = [], [], [], [], []
+
+    def one(mode: str, runs: list[dict[str, Any]], tree: Path | None) -> None:
+        change_one_percent(server, rows)
+        runs.append(run_child("refdata", pg, mysql, mode, tree=tree))
+
     for i in range(repeat):
         reset_target(pg, TARGET_TABLE)
         initial.append(run_child("refdata", pg, mysql, "initial"))
         vacuum(pg)
-        change_one_percent(server, rows)
-        full.append(run_child("refdata", pg, mysql, "full"))
-        change_one_percent(server, rows)
-        incr.append(run_child("refdata", pg, mysql, "incremental"))
-        print(
+        for mode, runs, base_runs in (("full", full, base_full), ("incremental", incr, base_incr)):
+            if baseline_tree is None:
+                one(mode, runs, None)
+            elif i % 2 == 0:  # alternate which code goes first
+                one(mode, runs, None)
+                one(mode, base_runs, baseline_tree)
+            else:
+                one(mode, base_runs, baseline_tree)
+                one(mode, runs, None)
+        line = (
             f"  refdata run {i + 1}: initial {initial[-1]['seconds']:.2f} s, full 1% {full[-1]['seconds']:.2f} s, "
-            f"incremental 1% {incr[-1]['seconds']:.2f} s",
-            flush=True,
+            f"incremental 1% {incr[-1]['seconds']:.2f} s"
         )
+        if baseline_tree is not None:
+            b_full, b_incr = base_full[-1]["seconds"], base_incr[-1]["seconds"]
+            line += f"; baseline: full 1% {b_full:.2f} s, incremental {b_incr:.2f} s"
+        print(f"{line} (load {os.getloadavg()[0]:.1f})", flush=True)
     out["refdata_initial"] = median("initial", initial)
     out["refdata_full"] = median("full", full)
     out["refdata_incremental"] = median("incremental", incr)
+    if baseline_tree is not None:
+        out["baseline_full"] = median("full", base_full)
+        out["baseline_incremental"] = median("incremental", base_incr)
     res_full, res_incr = out["refdata_full"]["result"], out["refdata_incremental"]["result"]
     print(
         f"  counts: full re-sync read {res_full['rows_read']:,}, updated {res_full['rows_updated']:,}; "
@@ -323,6 +351,12 @@ def report(sizes: list[dict[str, Any]]) -> str:
             f"| {n} | refdata `ReferenceSyncService` | {ini['seconds']:.2f} s | {full['seconds']:.2f} s | "
             f"{inc['seconds']:.2f} s | {mem:.0f} MiB |"
         )
+        if "baseline_full" in s:
+            bf, bi = s["baseline_full"], s["baseline_incremental"]
+            lines.append(
+                f"| {n} | baseline (`--baseline-tree`), same rounds | — | {bf['seconds']:.2f} s | "
+                f"{bi['seconds']:.2f} s | {max(bf['mem_mb'], bi['mem_mb']):.0f} MiB |"
+            )
         if "pandas_initial" in s:
             p = s["pandas_initial"]
             lines.append(
@@ -356,7 +390,34 @@ def check_targets(sizes: list[dict[str, Any]]) -> list[str]:
     worst = max(mems.values())
     text = ", ".join(f"{m:.0f} MiB at {r:,}" for r, m in sorted(mems.items()))
     checks.append(f"peak memory growth ≤ 100 MiB at every size ({text}) → {'PASS' if worst <= 100 else 'FAIL'}")
+    checks.extend(incremental_scaling(sizes))
     return checks
+
+
+def per_row_us(entry: dict[str, Any]) -> float:
+    """Microseconds of an incremental re-sync per row it re-synced (read since the watermark)."""
+    return entry["seconds"] / max(entry["result"]["rows_read"], 1) * 1e6
+
+
+def incremental_scaling(sizes: list[dict[str, Any]]) -> list[str]:
+    """Issue 13: the incremental time per re-synced row at the largest size within 1.5× of that at 1M rows."""
+    by_rows = {s["rows"]: s for s in sizes}
+    if 1_000_000 not in by_rows or max(by_rows) <= 1_000_000:
+        return []
+    small, big = by_rows[1_000_000], by_rows[max(by_rows)]
+    lines = []
+    for label, key in (("", "refdata_incremental"), ("baseline: ", "baseline_incremental")):
+        if key not in small:
+            continue
+        a, b = small[key], big[key]
+        ratio = per_row_us(b) / per_row_us(a)
+        lines.append(
+            f"{label}incremental per re-synced row: {per_row_us(a):.1f} µs at 1,000,000 "
+            f"({a['result']['rows_read']:,} rows, {a['seconds']:.2f} s), {per_row_us(b):.1f} µs at {big['rows']:,} "
+            f"({b['result']['rows_read']:,} rows, {b['seconds']:.2f} s): {ratio:.2f}× "
+            + ("" if label else f"→ {'PASS' if ratio <= 1.5 else 'FAIL'} (≤ 1.5×)")
+        )
+    return lines
 
 
 def machine() -> str:
@@ -379,6 +440,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000], help="source sizes")
     parser.add_argument("--repeat", type=int, default=3, help="runs of the refdata measurements (median)")
     parser.add_argument("--no-baselines", action="store_true", help="skip pandas and insert_rows")
+    parser.add_argument(
+        "--baseline-tree",
+        type=Path,
+        help="also run the full and incremental re-syncs with the code of this checkout, in the same rounds",
+    )
     parser.add_argument("--child", choices=["refdata", "pandas", "insert_rows"], help=argparse.SUPPRESS)
     parser.add_argument("--pg", help=argparse.SUPPRESS)
     parser.add_argument("--mysql", help=argparse.SUPPRESS)
@@ -393,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from devtools.servers import MariaDbServer, PostgresServer
 
+    baseline_tree = args.baseline_tree.resolve() if args.baseline_tree else None
+    if baseline_tree is not None and not (baseline_tree / "benchmarks" / "bench_sync.py").exists():
+        parser.error(f"--baseline-tree {baseline_tree}: no benchmarks/bench_sync.py there")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="refdata-bench-sync-") as tmp:
         root = Path(tmp)
@@ -405,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             versions = _server_versions(pg, my_server)
             print(f"machine: {machine()}\nservers: {versions}", flush=True)
             sizes = [
-                measure_size(pg, mysql, my_server, rows, args.repeat, not args.no_baselines)
+                measure_size(pg, mysql, my_server, rows, args.repeat, not args.no_baselines, baseline_tree)
                 for rows in sorted(args.rows)
             ]
         finally:

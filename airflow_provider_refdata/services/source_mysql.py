@@ -6,6 +6,7 @@ How values arrive (trimming, zero dates, FLOAT, BIT, spatial types, character se
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from airflow_provider_refdata.services.sources import (
 
 if TYPE_CHECKING:
     from airflow_provider_refdata.config import SyncTableConfig
+
+logger = logging.getLogger(__name__)
 
 
 # MySQL/MariaDB error codes another attempt may fix: the connection (refused, lost, server gone or shutting
@@ -498,6 +501,8 @@ class MySqlSource:
         database = source.database
         with self._connection(database, source.table) as conn:
             try:
+                if since is not None and source.incremental is not None:
+                    _prefer_key_ordered_lookups(conn)
                 types, charsets = self._column_types(conn.cursor(), database, source.table)
                 query, params, columns = self.build_query(table_config, types, since, charsets=charsets)
                 # A spatial column is rendered for its target's type (WKB for bytea, else WKT), which the
@@ -557,6 +562,33 @@ class MySqlSource:
             conn.commit()
         except MySQLdb.Error as exc:
             raise self._error(exc, database, table) from None
+
+
+# An incremental read walks the updated_at index and looks every row up in the clustered (primary key) index.
+# In index order those lookups land on random pages: on a table larger than the buffer pool each changed row
+# costs a page read (measured: 5M rows, 625 MB, buffer pool 256 MB, 100K changed rows spread over the table:
+# 5.3 s).  Multi-Range Read sorts the looked-up keys first, so pages are read once each and in order (3.1 s;
+# its buffer must hold the keys: with MariaDB's 256 KB default it gained nothing).  MySQL sizes that buffer
+# with read_rnd_buffer_size, MariaDB with mrr_buffer_size; mrr_sort_keys is MariaDB's.  Session settings of
+# the sync's own read connection; one the server does not know is skipped.
+_KEY_ORDERED_LOOKUPS = (
+    "SET SESSION optimizer_switch = 'mrr=on,mrr_cost_based=off'",
+    "SET SESSION optimizer_switch = 'mrr_sort_keys=on'",
+    "SET SESSION mrr_buffer_size = 16777216",
+    "SET SESSION read_rnd_buffer_size = 16777216",
+)
+
+
+def _prefer_key_ordered_lookups(conn: Any) -> None:
+    """Let the incremental range read look rows up in primary-key order (see ``_KEY_ORDERED_LOOKUPS``)."""
+    import MySQLdb
+
+    cur = conn.cursor()
+    for statement in _KEY_ORDERED_LOOKUPS:
+        try:
+            cur.execute(statement)
+        except (MySQLdb.OperationalError, MySQLdb.ProgrammingError) as exc:
+            logger.debug("Legacy MySQL does not take %r: %s", statement, exc)
 
 
 def _text(value: Any) -> str:

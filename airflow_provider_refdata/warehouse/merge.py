@@ -32,6 +32,7 @@ _TRACKING_INSERT = [SOURCE, NEEDS_REVIEW, DERIVED_FROM_DOMAIN, DERIVED_AT]
 # Helper column names inside the merge statement (never table columns: those cannot start with "__refdata").
 _PRIOR_SOURCE = "__refdata_prior_source"
 _INSERTED = "__refdata_inserted"
+_STAGED = "__refdata_staged"
 
 
 def stage_types(info: TableInfo, columns: Sequence[str]) -> list[str]:
@@ -155,6 +156,38 @@ def insert_all(conn: psycopg.Connection, info: TableInfo, stage: str, columns: S
     return conn.execute(query).rowcount
 
 
+@dataclass(frozen=True)
+class UpsertCounts:
+    """What :func:`upsert_changed` did, counted by its statement.
+
+    :param inserted: new keys inserted.
+    :param updated: existing rows rewritten (including ``promoted``).
+    :param promoted: auto-derived rows among ``updated``, now authoritative.
+    :param target_rows: rows of the target before the merge (same snapshot); ``None`` on the probe path.
+    :param absent: of those, rows whose key is not staged; ``None`` on the probe path.
+    """
+
+    inserted: int
+    updated: int
+    promoted: int
+    target_rows: int | None = None
+    absent: int | None = None
+
+    def keys_unique(self, staged: int) -> bool | None:
+        """Whether the ``staged`` stage rows had distinct keys (``None``: not known, check the stage itself).
+
+        Every staged row whose key is new was inserted (two with the same new key make the statement fail with
+        ``CardinalityViolation``), and every other staged row matched one target row.  Those matched
+        ``staged - inserted`` staged rows have distinct keys exactly when they are as many as the target rows
+        whose key is staged, ``target_rows - absent``.  ``False`` can also mean another session inserted one of
+        the new keys meanwhile (it was then updated, not inserted): the caller confirms with
+        :func:`find_duplicate_keys` before it fails the table.
+        """
+        if self.target_rows is None or self.absent is None:
+            return None
+        return staged - self.inserted == self.target_rows - self.absent
+
+
 def upsert_changed(
     conn: psycopg.Connection,
     info: TableInfo,
@@ -163,19 +196,26 @@ def upsert_changed(
     key: Sequence[str],
     *,
     probe_by_key: bool = False,
-) -> tuple[int, int, int]:
-    """Insert new keys, update rows that differ, promote auto-derived rows; ``(inserted, updated, promoted)``.
+) -> UpsertCounts:
+    """Insert new keys, update rows that differ, promote auto-derived rows; all counts from this one statement.
 
     ``updated`` counts every rewritten row, ``promoted`` the auto-derived ones among them (now authoritative;
     columns not in ``columns`` keep their values).  The pre-filter join keeps unchanged rows out of the
-    statement altogether (the cheap path of a re-sync) and remembers each candidate's prior ``_source``;
+    ``INSERT`` altogether (the cheap path of a re-sync) and remembers each candidate's prior ``_source``;
     the ``DO UPDATE … WHERE … IS DISTINCT FROM`` guard keeps a row unwritten even if it changed between the
-    two.  ``RETURNING xmax = 0`` tells inserts from updates.  All counts come from this one statement.
+    two.  ``RETURNING xmax = 0`` tells inserts from updates.
+
+    By default the stage and the whole target meet in one ``FULL JOIN`` (a hash join), which also counts the
+    target rows whose key is not staged and, in the same snapshot, all target rows: with ``inserted`` they
+    tell whether the staged keys were distinct (:meth:`UpsertCounts.keys_unique`), which spares a full re-sync
+    a separate ``GROUP BY`` of the stage (measured at 1M rows: 0.42 s of a 3.5 s re-sync).
 
     ``probe_by_key=True`` (for a stage much smaller than the target, e.g. an incremental sync) looks each
     staged key up through the primary key instead of letting the planner hash-join the whole target: its
     cost model prefers the hash join, which is several times slower on a cached table (measured: 20K staged
-    rows against 1M, 0.19 s → 0.03 s).  ``OFFSET 0`` keeps the lateral subquery from being flattened.
+    rows against 1M, 0.19 s → 0.03 s).  ``OFFSET 0`` keeps the lateral subquery from being flattened.  It
+    touches only the staged keys, so it counts nothing about the rest of the target (``target_rows`` and
+    ``absent`` are ``None``): the caller checks the (small) stage for duplicate keys first.
     """
     values = [c for c in columns if c not in key]
     authoritative_state = sql.SQL("{}, false").format(sql.Literal(AUTHORITATIVE))
@@ -184,29 +224,43 @@ def upsert_changed(
         compared = [_comparable(prefix, info.columns[c]) for c in values]
         return sql.SQL(", ").join([*compared, tracking])
 
+    stage_rows: sql.Composable = sql.Identifier(stage)
     if probe_by_key:
+        # Probed in key order: neighbouring keys share index and heap pages, so a target larger than the
+        # cache is read about once per page, in order, instead of once per probe (the stage arrives in
+        # updated_at order).  Measured before it: 100K staged rows against 5M with shared_buffers 256 MB read
+        # 207,579 buffers from outside the cache (EXPLAIN BUFFERS), 1.8-5.8 s on a loaded machine.
+        stage_rows = sql.SQL("(SELECT * FROM {} ORDER BY {} OFFSET 0)").format(sql.Identifier(stage), ident_list(key))
         target_join = sql.SQL("LEFT JOIN LATERAL (SELECT * FROM {t} AS t0 WHERE {match} OFFSET 0) AS t0 ON true")
+        # Every row of the stage is a staged row here.
+        staged_row, absent_count, target_count = sql.SQL("true"), sql.SQL("NULL::bigint"), sql.SQL("NULL::bigint")
     else:
-        target_join = sql.SQL("LEFT JOIN {t} AS t0 ON {match}")
+        target_join = sql.SQL("FULL JOIN {t} AS t0 ON {match}")
+        # A row of the FULL JOIN without a stage row is a target row whose key is not staged (the stage's ctid
+        # is never NULL for a staged row, even one with a NULL key).
+        staged_row = sql.SQL("s.ctid IS NOT NULL")
+        absent_count = sql.SQL("(SELECT count(*) FROM cand WHERE NOT {})").format(sql.Identifier(_STAGED))
+        target_count = sql.SQL("(SELECT count(*) FROM {})").format(table_ref(info.schema, info.table))
     target_join = target_join.format(t=table_ref(info.schema, info.table), match=_key_match("t0", "s", key))
     query = sql.SQL(
         """
         WITH cand AS MATERIALIZED (
-            SELECT {scols}, t0.{src} AS {prior}
-              FROM {s} AS s
+            SELECT {scols}, t0.{src} AS {prior}, {staged_row} AS {staged}
+              FROM {stage_rows} AS s
               {target_join}
-             WHERE t0.{k0} IS NULL OR ({old_state}) IS DISTINCT FROM ({new_state})
+             WHERE NOT ({staged_row}) OR t0.{k0} IS NULL OR ({old_state}) IS DISTINCT FROM ({new_state})
         ), m AS (
             INSERT INTO {t} AS t ({cols}, {track})
-            SELECT {ccols}, {vals} FROM cand AS c
+            SELECT {ccols}, {vals} FROM cand AS c WHERE c.{staged}
             ON CONFLICT ({key}) DO UPDATE SET {sets}
              WHERE ({conflict_old}) IS DISTINCT FROM ({conflict_new})
             RETURNING {key}, (xmax = 0) AS {ins}
         )
         SELECT count(*) FILTER (WHERE m.{ins}),
                count(*) FILTER (WHERE NOT m.{ins}),
-               count(*) FILTER (WHERE NOT m.{ins} AND c.{prior} = {auto})
-          FROM m JOIN cand AS c ON {mc}
+               count(*) FILTER (WHERE NOT m.{ins} AND c.{prior} = {auto}),
+               {target_count}, {absent_count}
+          FROM m JOIN cand AS c ON {mc} AND c.{staged}
         """
     ).format(
         t=table_ref(info.schema, info.table),
@@ -216,10 +270,12 @@ def upsert_changed(
         ccols=ident_list(columns, "c"),
         src=sql.Identifier(SOURCE),
         prior=sql.Identifier(_PRIOR_SOURCE),
+        staged=sql.Identifier(_STAGED),
+        staged_row=staged_row,
         ins=sql.Identifier(_INSERTED),
         auto=sql.Literal(AUTO_DERIVED),
         vals=_authoritative_values(),
-        s=sql.Identifier(stage),
+        stage_rows=stage_rows,
         target_join=target_join,
         mc=_key_match("m", "c", key),
         k0=sql.Identifier(key[0]),
@@ -229,6 +285,8 @@ def upsert_changed(
         sets=_set_columns(values, "excluded"),
         conflict_old=state("t", _tracking_state("t")),
         conflict_new=state("excluded", _tracking_state("excluded")),
+        target_count=target_count,
+        absent_count=absent_count,
     )
-    inserted, updated, promoted = conn.execute(query).fetchone()
-    return inserted, updated, promoted
+    inserted, updated, promoted, target_rows, absent = conn.execute(query).fetchone()
+    return UpsertCounts(inserted, updated, promoted, target_rows, absent)
