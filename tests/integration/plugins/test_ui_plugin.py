@@ -39,9 +39,12 @@ RUN_TIMEOUT_SECONDS = 300
 # Tall enough that the framed page shows all its sections in one screenshot.
 VIEWPORT = {"width": 1440, "height": 1800}
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium (`make deps` installs it)"
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def _chromium_installed():
+    # Fails rather than skips, like the database tests: `make deps` installs it, so a missing browser is a
+    # broken install, not a reason to leave the page untested.
+    assert CHROMIUM.exists(), "Debian's chromium is not installed at /usr/bin/chromium (`make deps` installs it)"
 
 
 @dataclass
