@@ -13,14 +13,24 @@ NOTHING``, placeholder provenance) runs, but the work that touches fact rows hap
 2. the **key stage** (:meth:`RelationFacts.stage_keys`) is filled from the map table with one ``INSERT …
    SELECT`` instead of COPY: the same ``(_i, _k)`` stage the coverage join reads, so coverage and backfill
    statements are the DataFrame path's own;
-3. **derivation** (:meth:`RelationFacts.derive_rows`) of the selected (missing) keys only: their raw values
-   are read from the map table (one row per distinct raw value) and bound as an array, and one statement
-   filters the facts to them (a hashed ``= ANY`` in the scan, parallel workers allowed) and computes every
-   aggregation — ``first`` and ``max_by`` as ordered ``array_agg``, ``concat_distinct`` as ``string_agg``
-   (sorted in code point order or in first-seen order), ``count_distinct`` — and a template's placeholders
-   as their ``first`` value.  Only one row per missing key comes back (a few thousand, never the facts); the
-   template placeholders are then formatted by the DataFrame path's own code, so a format spec means exactly
-   the same on both paths.
+3. **derivation** (:meth:`RelationFacts.derive_rows`) of the selected (missing) keys only, planned by
+   :meth:`RelationFacts.plan`:
+
+   - an output over the FK's own column is the key itself (a template such as ``待确认 {产品线代码}`` reads
+     nothing more);
+   - when every other output is a ``first`` (a copied column or a template placeholder) and the facts are a
+     table in physical order, step 1's ``GROUP BY`` also keeps each such column's first non-NULL row per raw
+     value (``min(ctid)``) and the values are read from those rows by one TID scan: **one scan of the facts
+     per FK**.  A key whose located value is blank once normalised (``'  '``, ``NaN``), or whose row another
+     transaction has moved since, is derived by the scan below;
+   - otherwise their raw values are read from the map table and bound as an array, and one statement filters
+     the facts to them (a hashed ``= ANY`` in the scan, parallel workers allowed) and computes every
+     aggregation over those rows — ``first`` and ``max_by`` as ``DISTINCT ON``, ``concat_distinct`` as
+     ``string_agg`` of the distinct values (in code point or first-seen order), ``count_distinct`` — and a
+     template's placeholders as their ``first`` value.
+
+   Only one row per missing key comes back (a few thousand, never the facts); the template placeholders are
+   then formatted by the DataFrame path's own code, so a format spec means exactly the same on both paths.
 
 Row order ("the first row"): the relation's ``order_by`` columns (ascending, NULLs last; ties in a table's
 physical order), else a table's physical order (``ctid``) or, for a view or query, the order it returns its
@@ -66,6 +76,8 @@ from airflow_provider_refdata.warehouse.relation_keys import (
     derive_statement,
     key_map_statement,
     key_stage_statement,
+    locate_statement,
+    locators_statement,
 )
 from airflow_provider_refdata.warehouse.staging import create_stage, stage_type
 
@@ -113,6 +125,8 @@ class RelationKeys:
     fact_rows: int
     keys: StagedKeys
     steps: dict[str, list[AliasStep]] = field(default_factory=dict)
+    #: Fact columns whose first row per raw value the map table holds (``l<n>``, see :meth:`RelationFacts.plan`).
+    locators: list[str] = field(default_factory=list)
 
     def keys_and_counts(self, positions: Any) -> tuple[np.ndarray, np.ndarray]:
         """Keys at ``positions`` and the fact rows that used each (for the placeholder provenance)."""
@@ -205,18 +219,21 @@ class RelationFacts:
         by_column = self._steps(pg)
         own = by_column.get(fk.source_column, [])
         own_step = next((n for n, (name, _) in enumerate(own) if name == fk.name), None)
+        locators = self.plan(fk).locators
         pg.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(MAP_TABLE)))
         statement, params = key_map_statement(
-            shape, MAP_TABLE, fk.source_column, [s for _, s in own], own_step, sorted(fk.blank_tokens)
+            shape, MAP_TABLE, fk.source_column, [s for _, s in own], own_step, sorted(fk.blank_tokens), locators
         )
         pg.execute(statement, params)
         # Statistics for the joins on it (a fresh temp table has none: the planner would hash the facts instead).
         pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(MAP_TABLE)))
         total, blank, remapped, rows = pg.execute(
             sql.SQL(
-                "SELECT count(DISTINCT k), COALESCE(sum(n) FILTER (WHERE k IS NULL), 0),"
-                " COALESCE(sum(n) FILTER (WHERE hit), 0), COALESCE(sum(n), 0) FROM {}"
-            ).format(sql.Identifier(MAP_TABLE))
+                # The distinct keys by a hash aggregate: count(DISTINCT …) would sort them.
+                "SELECT (SELECT count(*) FROM (SELECT k FROM {map} WHERE k IS NOT NULL GROUP BY k) AS d),"
+                " COALESCE(sum(n) FILTER (WHERE k IS NULL), 0), COALESCE(sum(n) FILTER (WHERE hit), 0),"
+                " COALESCE(sum(n), 0) FROM {map}"
+            ).format(map=sql.Identifier(MAP_TABLE))
         ).fetchone()
         self._rows = int(rows)
         return RelationKeys(
@@ -227,6 +244,7 @@ class RelationFacts:
             fact_rows=int(rows),
             keys=StagedKeys(pg),
             steps={column: [s for _, s in entries] for column, entries in by_column.items()},
+            locators=locators,
         )
 
     @staticmethod
@@ -238,14 +256,15 @@ class RelationFacts:
         pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(stage)))
         keys.keys.stage = stage
 
-    def derive_rows(
-        self, pg: psycopg.Connection, fk: ForeignKeyConfig, keys: RelationKeys, selected: np.ndarray
-    ) -> DerivedRows:
-        """The candidate rows of the ``selected`` key positions, as
-        :func:`~airflow_provider_refdata.services.derivation.derive_rows` builds them from a frame."""
+    def plan(self, fk: ForeignKeyConfig) -> DerivationPlan:
+        """What :meth:`derive_rows` computes for ``fk``, and how.
+
+        An output over the FK's own column is the key itself (its rows all carry it, mapped as the key is). When
+        every other output is a ``first`` (a plain copy or a template placeholder) and the facts are a table in
+        physical order, the key aggregate also records each column's first non-NULL row per raw value
+        (``locators``) and the derivation reads those rows by ``ctid``: no second scan of the facts.
+        """
         shape = self.shape()
-        chosen = np.asarray(selected, dtype=np.intp)
-        m = len(chosen)
         stub = pd.DataFrame(columns=list(shape.columns))
         outputs: list[DerivedColumn] = []
         slots: dict[str, Any] = {}  # target -> output index, list of (placeholder column, output index), or None
@@ -262,8 +281,22 @@ class RelationFacts:
             else:
                 slots[column.target] = len(outputs)
                 outputs.append(DerivedColumn(agg.type, column.source, agg.order_column, agg.separator or "", agg.sort))
-        rows: list[tuple] = []
+        others = [o for o in outputs if o.column != fk.source_column]
+        locatable = shape.row_order == "ctid" and not shape.order_by and all(o.kind == "first" for o in others)
+        locators = list(dict.fromkeys(o.column for o in others)) if locatable and others else []
+        return DerivationPlan(outputs, slots, locators)
+
+    def derive_rows(
+        self, pg: psycopg.Connection, fk: ForeignKeyConfig, keys: RelationKeys, selected: np.ndarray
+    ) -> DerivedRows:
+        """The candidate rows of the ``selected`` key positions, as
+        :func:`~airflow_provider_refdata.services.derivation.derive_rows` builds them from a frame."""
+        plan = self.plan(fk)
+        outputs, slots = plan.outputs, plan.slots
+        chosen = np.asarray(selected, dtype=np.intp)
+        m = len(chosen)
         texts: dict[int, str] = {}
+        values: dict[int, dict[int, Any]] = {}  # position -> output index -> value
         if m:
             # The raw values of the selected keys (one row per distinct raw value: a few per key at most).
             pre = pg.execute(
@@ -274,21 +307,21 @@ class RelationFacts:
                 (chosen.tolist(),),
             ).fetchall()
             texts = {int(i): t for _, i, t in pre}
-            raw_type = pg.execute(
-                "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
-                " WHERE a.attrelid = to_regclass(%s) AND a.attname = 'raw'",
-                (MAP_TABLE,),
-            ).fetchone()[0]
-            statement, params = derive_statement(
-                shape, fk.source_column, [r for r, _, _ in pre], raw_type, [i for _, i, _ in pre], outputs, keys.steps
-            )
-            rows = pg.execute(statement, params).fetchall()
-        by_position = {int(r[0]): r for r in rows}
-        ordered = [by_position.get(int(p)) for p in chosen]
+            own = {n: out for n, out in enumerate(outputs) if out.column == fk.source_column}
+            for i, key in texts.items():
+                values[i] = {n: 1 if out.kind == "count_distinct" else key for n, out in own.items()}
+            scanned = [n for n in range(len(outputs)) if n not in own]
+            if scanned and keys.locators:
+                unresolved = self._locate(pg, keys, outputs, scanned, chosen, values)
+            else:
+                unresolved = set(texts) if scanned else set()
+            if unresolved:
+                self._derive(pg, fk, keys, [p for p in pre if int(p[1]) in unresolved], outputs, scanned, values)
+        ordered = [values.get(int(p)) for p in chosen]
         key_texts = np.array([texts.get(int(p)) for p in chosen], dtype=object)
 
         def output(n: int) -> np.ndarray:
-            return np.array([r[1 + n] if r else None for r in ordered], dtype=object)
+            return np.array([r.get(n) if r else None for r in ordered], dtype=object)
 
         data: dict[str, Any] = {fk.target_key: key_texts}
         unparsed: list[UnparsedTemplateValues] = []
@@ -299,10 +332,84 @@ class RelationFacts:
             elif isinstance(slot, list):
                 firsts = pd.DataFrame({name: output(n) for name, n in slot}, dtype=object)
                 pieces = column.aggregation.template_fields
-                data[column.target], failed, values = _agg_template(np.arange(m, dtype=np.intp), firsts, pieces, m)
-                report = UnparsedTemplateValues(column.target, column.aggregation.template or "", failed, values)
+                data[column.target], failed, values_ = _agg_template(np.arange(m, dtype=np.intp), firsts, pieces, m)
+                report = UnparsedTemplateValues(column.target, column.aggregation.template or "", failed, values_)
                 if report.mask.any():
                     unparsed.append(report)
             else:
                 data[column.target] = output(slot)
         return DerivedRows(frame=pd.DataFrame(data, dtype=object), unparsed=unparsed)
+
+    def _locate(
+        self,
+        pg: psycopg.Connection,
+        keys: RelationKeys,
+        outputs: list[DerivedColumn],
+        scanned: list[int],
+        chosen: np.ndarray,
+        values: dict[int, dict[int, Any]],
+    ) -> set[int]:
+        """Fill the ``first`` outputs from the rows the key aggregate located; the positions still unresolved.
+
+        A located row whose value is blank once normalised (``'  '``, ``NaN``) is not the first *non-blank*
+        value, and a row that another transaction moved since is gone: those keys are derived by a scan.
+        """
+        slot = {name: n for n, name in enumerate(keys.locators)}
+        located = pg.execute(
+            locators_statement(keys.keys.stage or "", MAP_TABLE, len(keys.locators)), (chosen.tolist(),)
+        ).fetchall()
+        tids = sorted({t for row in located for t in row[1:] if t is not None})
+        rows: dict[str, tuple] = {}
+        if tids:
+            statement, params = locate_statement(self.shape(), keys.locators, tids, keys.steps)
+            rows = {r[0]: r[1:] for r in pg.execute(statement, params).fetchall()}
+        unresolved: set[int] = set()
+        for position, *tid_of in located:
+            for n in scanned:
+                at = slot[outputs[n].column]
+                tid = tid_of[at]
+                if tid is None:  # no row has a value: the scan would find none either
+                    values[int(position)][n] = None
+                elif tid in rows and rows[tid][at] is not None:
+                    values[int(position)][n] = rows[tid][at]
+                else:
+                    unresolved.add(int(position))
+        return unresolved
+
+    def _derive(
+        self,
+        pg: psycopg.Connection,
+        fk: ForeignKeyConfig,
+        keys: RelationKeys,
+        pre: list[tuple],
+        outputs: list[DerivedColumn],
+        scanned: list[int],
+        values: dict[int, dict[int, Any]],
+    ) -> None:
+        """Fill the ``scanned`` outputs of the keys of ``pre`` (raw value, position, key) by one scan of the facts."""
+        raw_type = pg.execute(
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a"
+            " WHERE a.attrelid = to_regclass(%s) AND a.attname = 'raw'",
+            (MAP_TABLE,),
+        ).fetchone()[0]
+        wanted = [outputs[n] for n in scanned]
+        statement, params = derive_statement(
+            self.shape(), fk.source_column, [r for r, _, _ in pre], raw_type, [i for _, i, _ in pre], wanted, keys.steps
+        )
+        for row in pg.execute(statement, params).fetchall():
+            for n, value in zip(scanned, row[1:], strict=True):
+                values[int(row[0])][n] = value
+
+
+@dataclass(frozen=True)
+class DerivationPlan:
+    """The outputs :meth:`RelationFacts.derive_rows` computes for one FK configuration.
+
+    ``slots`` maps each backfill target to its output index, to the ``(placeholder column, output index)`` of a
+    template, or to ``None`` (its source column is missing); ``locators`` are the columns whose first row the
+    key aggregate records (empty: the derivation scans the facts).
+    """
+
+    outputs: list[DerivedColumn]
+    slots: dict[str, Any]
+    locators: list[str]

@@ -25,7 +25,9 @@ Key extraction groups the **raw** column first (one hash aggregate, no per-row f
 distinct values afterwards; key aliases and blank tokens apply to those distinct values too, so their cost
 does not grow with the fact rows.  The derivation joins the facts to the raw values of the selected keys,
 bound as an array (a hash join on the column itself, which parallel workers may run: no temporary table is
-read), and computes every aggregation of the selected candidates in one ``GROUP BY``.
+read), and computes every aggregation of the selected candidates in one statement; ``first`` values of a table
+in physical order can instead be located by the key aggregate (``min(ctid)``) and read by a TID scan
+(:func:`locators_statement`, :func:`locate_statement`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ __all__ = [
     "derive_statement",
     "key_map_statement",
     "key_stage_statement",
+    "locate_statement",
+    "locators_statement",
     "normalized_text",
     "numeric_weight",
 ]
@@ -188,9 +192,11 @@ def key_map_statement(
     steps: Sequence[AliasStep],
     own_step: int | None,
     tokens: Sequence[str],
+    locators: Sequence[str] = (),
 ) -> tuple[sql.Composable, dict[str, Any]]:
     """``CREATE TEMP TABLE map_table ON COMMIT DROP AS``: per distinct raw value of ``column`` its fact rows
-    ``n``, its key ``k`` (normalised, alias-mapped, NULL when blank) and ``hit`` (mapped by ``own_step``).
+    ``n``, its key ``k`` (normalised, alias-mapped, NULL when blank), ``hit`` (mapped by ``own_step``) and,
+    per column of ``locators``, ``l<n>``: the first row (``ctid``) where that column is not NULL.
 
     :param shape: the relation.
     :param map_table: the temporary table's name.
@@ -198,9 +204,17 @@ def key_map_statement(
     :param steps: the alias steps of the FK configurations on this column, in processing order.
     :param own_step: index of this FK's own step in ``steps`` (its remapped rows), or ``None``.
     :param tokens: the FK's blank tokens.
+    :param locators: fact columns whose ``first`` value is read later from its row (:func:`locate_statement`),
+        so that no second scan of the facts is needed; only for a relation in physical order (``ctid``).
     """
     params = Params(shape.query_params)
     fact = shape.columns[column]
+    located = [
+        sql.SQL(", min({t}) FILTER (WHERE {c} IS NOT NULL) AS {l}").format(
+            t=col("ctid"), c=col(name), l=sql.Identifier(f"l{n}")
+        )
+        for n, name in enumerate(locators)
+    ]
     text = normalized_text(sql.SQL("g.raw"), fact.type_oid, params)
     mapped, joins, names = _mapped(text, steps, params, "a")
     hit = (
@@ -209,14 +223,16 @@ def key_map_statement(
     statement = sql.SQL(
         """
         CREATE TEMP TABLE {map} ON COMMIT DROP AS
-        SELECT g.raw, g.n, {key} AS k, {hit} AS hit
-          FROM (SELECT {c} AS raw, count(*) AS n FROM {source} GROUP BY 1) AS g
+        SELECT g.raw, g.n, {key} AS k, {hit} AS hit{locators}
+          FROM (SELECT {c} AS raw, count(*) AS n{located} FROM {source} GROUP BY 1) AS g
           {joins}
         """
     ).format(
         map=sql.Identifier(map_table),
         key=_tokens_blank(mapped, tokens, params),
         hit=hit,
+        locators=sql.SQL("").join(sql.SQL(", g.{}").format(sql.Identifier(f"l{n}")) for n in range(len(locators))),
+        located=sql.SQL("").join(located),
         c=col(column),
         source=shape.source,
         joins=sql.SQL(" ").join(joins),
@@ -240,6 +256,41 @@ def key_stage_statement(stage: str, map_table: str, key_type: str | None) -> sql
           FROM (SELECT m.k, sum(m.n) AS n FROM {map} m WHERE m.k IS NOT NULL GROUP BY m.k) AS s
         """
     ).format(stage=sql.Identifier(stage), key=key, map=sql.Identifier(map_table))
+
+
+def locators_statement(stage: str, map_table: str, count: int) -> sql.Composable:
+    """Per selected key position (``%s``: an ``integer[]``), the first row of each located column over the raw
+    values of that key: ``(position, l0, l1, …)`` as ``tid`` text (NULL: no row has a value)."""
+    columns = [sql.SQL(", CAST(min(m.{l}) AS text)").format(l=sql.Identifier(f"l{n}")) for n in range(count)]
+    return sql.SQL(
+        "SELECT s._i{columns} FROM unnest(CAST(%s AS integer[])) AS u (i)"
+        " JOIN {stage} s ON s._i = u.i JOIN {map} m ON m.k = s._t GROUP BY s._i"
+    ).format(columns=sql.SQL("").join(columns), stage=sql.Identifier(stage), map=sql.Identifier(map_table))
+
+
+def locate_statement(
+    shape: RelationShape, columns: Sequence[str], tids: Sequence[str], steps: Mapping[str, Sequence[AliasStep]]
+) -> tuple[sql.Composable, dict[str, Any]]:
+    """The rows at ``tids`` (a TID scan): ``(tid text, value of each of columns…)``, each value normalised and
+    alias-mapped as :func:`derive_statement` computes it."""
+    params = Params(shape.query_params)
+    values: list[sql.Composable] = []
+    joins: list[sql.Composable] = []
+    for n, name in enumerate(columns):
+        text = normalized_text(col(name), shape.columns[name].type_oid, params)
+        text, extra, _ = _mapped(text, steps.get(name, ()), params, f"a{n}_")
+        joins.extend(extra)
+        values.append(sql.SQL(", {}").format(text))
+    statement = sql.SQL(
+        "SELECT CAST({tid} AS text){values} FROM {source} {joins} WHERE {tid} = ANY(CAST({tids} AS tid[]))"
+    ).format(
+        tid=col("ctid"),
+        values=sql.SQL("").join(values),
+        source=shape.source,
+        joins=sql.SQL(" ").join(joins),
+        tids=params.add(list(tids)),
+    )
+    return statement, params.values
 
 
 @dataclass(frozen=True)
@@ -291,7 +342,8 @@ def derive_statement(
     The facts are joined to the raw values of the selected keys, bound as an array (so the statement reads
     no temporary table and PostgreSQL may scan the facts with parallel workers); every needed column is
     normalised (and alias-mapped when it is an FK column with aliases: ``steps``) on those rows only, and
-    each output is one aggregate over them in the relation's row order.
+    each output is one pass over them in the relation's row order: ``first`` and ``max_by`` a ``DISTINCT ON``
+    (one sort), ``concat_distinct`` and ``count_distinct`` an aggregate of the distinct ``(key, value)`` pairs.
 
     :param shape: the relation.
     :param column: the FK's fact column.
@@ -317,48 +369,45 @@ def derive_statement(
     for name in weights:
         expression = numeric_weight(col(name), shape.columns[name].type_oid, params)
         values.append(sql.SQL("{} AS {}").format(expression, sql.Identifier(weight_name[name])))
-    aggregates: list[sql.Composable] = []
-    unsorted: list[tuple[int, sql.Composable]] = []
+    # One CTE per output over the matching rows, each a single sort or hash of them: ordered aggregates
+    # (array_agg … ORDER BY per key) would sort every key's rows once per output.
+    ctes: list[sql.Composable] = []
     for n, out in enumerate(outputs):
         v = sql.Identifier("r", value_name[out.column])
-        alias = sql.Identifier(f"o{n}")
-        if out.kind == "first":
-            agg = sql.SQL("(array_agg({v} ORDER BY r.o) FILTER (WHERE {v} IS NOT NULL))[1]").format(v=v)
-        elif out.kind == "max_by":
-            w = sql.Identifier("r", weight_name[out.order_column or ""])
-            agg = sql.SQL(
-                "(array_agg({v} ORDER BY {w} DESC NULLS LAST, r.o) FILTER (WHERE {v} IS NOT NULL))[1]"
-            ).format(v=v, w=w)
-        elif out.kind == "count_distinct":
-            agg = sql.SQL("count(DISTINCT {v})").format(v=v)
-        elif out.kind == "concat_distinct" and out.sort:
-            agg = sql.SQL('string_agg(DISTINCT {v} COLLATE "C", {sep} ORDER BY {v} COLLATE "C")').format(
-                v=v, sep=params.add(out.separator)
-            )
-        else:  # concat_distinct in first-seen order: distinct values with their first row, then joined
-            unsorted.append(
-                (
-                    n,
-                    sql.SQL(
-                        "{cte} AS (SELECT d.i, string_agg(d.v, {sep} ORDER BY d.o) AS val FROM (SELECT r.i, {v} AS v, "
-                        "min(r.o) AS o FROM r WHERE {v} IS NOT NULL GROUP BY r.i, {v}) AS d GROUP BY d.i)"
-                    ).format(cte=sql.Identifier(f"cd{n}"), sep=params.add(out.separator), v=v),
+        name = sql.Identifier(f"o{n}")
+        if out.kind in ("first", "max_by"):
+            order = [sql.SQL("r.o")]
+            if out.kind == "max_by":
+                order.insert(
+                    0, sql.SQL("{} DESC NULLS LAST").format(sql.Identifier("r", weight_name[out.order_column or ""]))
                 )
-            )
-            continue
-        aggregates.append(sql.SQL("{} AS {}").format(agg, alias))
-    selected: list[sql.Composable] = []
-    extra_joins: list[sql.Composable] = []
-    unsorted_at = dict(unsorted)
-    for n in range(len(outputs)):
-        if n in unsorted_at:
-            selected.append(sql.SQL("{}.val").format(sql.Identifier(f"cd{n}")))
-            extra_joins.append(sql.SQL("LEFT JOIN {cte} ON {cte}.i = agg.i").format(cte=sql.Identifier(f"cd{n}")))
-        else:
-            selected.append(sql.SQL("agg.{}").format(sql.Identifier(f"o{n}")))
+            body = sql.SQL(
+                "SELECT DISTINCT ON (r.i) r.i, {v} AS val FROM r WHERE {v} IS NOT NULL ORDER BY r.i, {order}"
+            ).format(v=v, order=sql.SQL(", ").join(order))
+        elif out.kind == "count_distinct":
+            body = sql.SQL(
+                "SELECT d.i, count(*) AS val FROM (SELECT DISTINCT r.i, {v} AS v FROM r WHERE {v} IS NOT NULL) AS d"
+                " GROUP BY d.i"
+            ).format(v=v)
+        elif out.kind == "concat_distinct" and out.sort:
+            body = sql.SQL(
+                'SELECT d.i, string_agg(d.v, {sep} ORDER BY d.v COLLATE "C") AS val'
+                " FROM (SELECT DISTINCT r.i, {v} AS v FROM r WHERE {v} IS NOT NULL) AS d GROUP BY d.i"
+            ).format(v=v, sep=params.add(out.separator))
+        else:  # concat_distinct in first-seen order: distinct values with their first row, then joined
+            body = sql.SQL(
+                "SELECT d.i, string_agg(d.v, {sep} ORDER BY d.o) AS val FROM (SELECT r.i, {v} AS v, min(r.o) AS o"
+                " FROM r WHERE {v} IS NOT NULL GROUP BY r.i, {v}) AS d GROUP BY d.i"
+            ).format(v=v, sep=params.add(out.separator))
+        ctes.append(sql.SQL(", {} AS ({})").format(name, body))
+    selected = [
+        sql.SQL("COALESCE({}.val, 0)" if out.kind == "count_distinct" else "{}.val").format(sql.Identifier(f"o{n}"))
+        for n, out in enumerate(outputs)
+    ]
+    joins_out = [sql.SQL("LEFT JOIN {o} ON {o}.i = k.i").format(o=sql.Identifier(f"o{n}")) for n in range(len(outputs))]
     statement = sql.SQL(
         """
-        WITH r AS {materialized} (
+        WITH r AS MATERIALIZED (
             SELECT pre.i, {ordinal} AS o{comma}{values}
               FROM {source}
               JOIN unnest(CAST(CAST({raws} AS text[]) AS {raw_type}[]), CAST({positions} AS integer[])) AS pre (raw, i)
@@ -366,13 +415,12 @@ def derive_statement(
               {joins}
              WHERE {fk} = ANY(CAST(CAST({raws} AS text[]) AS {raw_type}[]))  -- a hashed filter in the scan itself
         ),
-        agg AS (SELECT r.i{comma2}{aggregates} FROM r GROUP BY r.i){unsorted}
-        SELECT agg.i{comma3}{selected}
-          FROM agg {extra_joins}
-         ORDER BY agg.i
+        k AS (SELECT DISTINCT r.i FROM r){ctes}
+        SELECT k.i{comma3}{selected}
+          FROM k {joins_out}
+         ORDER BY k.i
         """
     ).format(
-        materialized=sql.SQL("MATERIALIZED" if unsorted else "NOT MATERIALIZED"),
         ordinal=ordinal,
         comma=sql.SQL(", ") if values else sql.SQL(""),
         values=sql.SQL(", ").join(values),
@@ -382,11 +430,9 @@ def derive_statement(
         positions=params.add([int(p) for p in raw_positions]),
         fk=col(column),
         joins=sql.SQL(" ").join(joins),
-        comma2=sql.SQL(", ") if aggregates else sql.SQL(""),
-        aggregates=sql.SQL(", ").join(aggregates),
-        unsorted=sql.SQL("").join(sql.SQL(", {}").format(cte) for _, cte in unsorted),
+        ctes=sql.SQL("").join(ctes),
         comma3=sql.SQL(", ") if selected else sql.SQL(""),
         selected=sql.SQL(", ").join(selected),
-        extra_joins=sql.SQL(" ").join(extra_joins),
+        joins_out=sql.SQL(" ").join(joins_out),
     )
     return statement, params.values

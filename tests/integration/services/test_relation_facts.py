@@ -401,3 +401,98 @@ def test_a_view_and_a_query_with_params(world):
             got = service.ensure_references(DOMAIN, relation, make(world.relation), conn, plan_only=True)
             assert comparable(got, world.relation) == comparable(expected, world.frame), relation
             assert got.fact_rows == len(df)
+
+
+# ----------------------------------------------------------------------------------------------------
+# One scan per FK: first values read by row, outputs of the key itself
+# ----------------------------------------------------------------------------------------------------
+
+
+def _located_configs(schema: str) -> list[ForeignKeyConfig]:
+    def columns(key: str) -> list[dict]:
+        return [
+            {"source": "名称", "target": "名称"},
+            {"source": "标签", "target": "标签"},
+            {"source": key, "target": "值", "aggregation": {"type": "template", "template": f"{{{key}}}待确认"}},
+        ]
+
+    return [
+        fk(schema, "fk_text", "键", "参考甲", columns("键"), skip_blank_values=True),
+        fk(schema, "fk_int", "整数键", "参考乙", columns("整数键")),
+        # Only the key itself: nothing to read from the facts after the key aggregate.
+        fk(schema, "fk_float", "浮点键", "参考丙", [{"source": "浮点键", "target": "名称"}]),
+    ]
+
+
+@pytest.fixture
+def derive_scans(monkeypatch) -> list[tuple[str, set[str]]]:
+    """Each derivation scan of the facts: (FK column, the raw values it derives)."""
+    from airflow_provider_refdata.services import relation_facts
+
+    scans: list[tuple[str, set[str]]] = []
+    real = relation_facts.derive_statement
+
+    def spy(shape, column, raws, *args, **kwargs):
+        scans.append((column, set(raws)))
+        return real(shape, column, raws, *args, **kwargs)
+
+    monkeypatch.setattr(relation_facts, "derive_statement", spy)
+    return scans
+
+
+def test_first_values_are_read_by_row_and_only_blank_firsts_are_scanned(world, derive_scans):
+    with psycopg.connect(world.dsn, autocommit=True) as conn:  # key 3's first non-blank 标签 is on a later row
+        conn.execute(
+            sql.SQL("INSERT INTO {}.{} (整数键, 名称, 标签, 序号) VALUES (3, '后', '后来', 20)").format(
+                sql.Identifier(world.relation), sql.Identifier(FACTS)
+            )
+        )
+    run_both(world, _located_configs)
+    with psycopg.connect(world.dsn) as conn:
+        labels = dict(
+            conn.execute(sql.SQL("SELECT 代码, 标签 FROM {}.参考乙").format(sql.Identifier(world.relation))).fetchall()
+        )
+    assert (labels["3"], labels["4"]) == ("后来", None)
+
+    # 键 and 浮点键: every first value came from its located row, or is the key itself.  整数键 3, 4 and 5 have a
+    # blank first 标签 ("", "  ", U+3000) on their located row: only they are derived by a scan.
+    assert derive_scans == [("整数键", {"3", "4", "5"})]
+
+
+def test_with_order_by_the_first_values_are_derived_by_a_scan(world, derive_scans):
+    run_both(world, _located_configs, order_by="序号")
+
+    assert [column for column, _ in derive_scans] == ["键", "整数键"]
+
+
+def test_a_row_moved_after_the_key_aggregate_is_derived_by_a_scan(world, monkeypatch):
+    """Another transaction updates the located row of key D between the key aggregate and the derivation."""
+    from airflow_provider_refdata.services.relation_facts import RelationFacts
+
+    real = RelationFacts.stage_keys
+
+    def stage_then_update(pg, stage, keys, key_column):
+        real(pg, stage, keys, key_column)
+        if keys.fk_name == "fk_text":
+            with psycopg.connect(world.dsn, autocommit=True) as other:
+                other.execute(
+                    sql.SQL("UPDATE {}.{} SET 名称 = '新' WHERE 键 = 'D' AND 序号 = 11").format(
+                        sql.Identifier(world.relation), sql.Identifier(FACTS)
+                    )
+                )
+
+    monkeypatch.setattr(RelationFacts, "stage_keys", staticmethod(stage_then_update))
+    service = HybridReferenceService()
+    configs = [fk(world.relation, "fk_text", "键", "参考甲", [{"source": "名称", "target": "名称"}])]
+    with psycopg.connect(world.dsn) as conn:
+        service.ensure_references(DOMAIN, WarehouseRelation(table=f"{world.relation}.{FACTS}"), configs, conn)
+        rows = dict(
+            conn.execute(
+                sql.SQL("SELECT 代码, 名称 FROM {}.参考甲 WHERE _source = 'auto_derived'").format(
+                    sql.Identifier(world.relation)
+                )
+            ).fetchall()
+        )
+    # The updated row now comes last in physical order: D's first 名称 is its other row's, read by the scan.
+    assert rows["D"] == "丑"
+    assert rows["A"] == "甲"
