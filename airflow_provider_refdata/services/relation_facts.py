@@ -159,12 +159,14 @@ class RelationFacts:
             source: sql.Composable = sql.SQL("{} AS {}").format(sql.Identifier(schema, table), sql.Identifier("f"))
             params: dict[str, Any] = {}
             kind = self.pg.execute(
-                "SELECT c.relkind FROM pg_class c"
+                "SELECT c.relkind, c.relhassubclass FROM pg_class c"
                 " WHERE c.oid = to_regclass(format('%%I.%%I', CAST(%s AS text), CAST(%s AS text)))",
                 (schema, table),
             ).fetchone()
-            relkind = kind[0] if kind else None
+            relkind, children = kind if kind else (None, False)
             row_order = {"r": "ctid", "m": "ctid", "p": "partitioned"}.get(relkind or "", "returned")
+            if row_order == "ctid" and children:  # inheritance children: a ctid is unique only per table
+                row_order = "partitioned"
         else:
             text, params = relation.bound_query()
             source = sql.SQL("({}) AS {}").format(sql.SQL(text), sql.Identifier("f"))

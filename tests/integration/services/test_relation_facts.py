@@ -496,3 +496,20 @@ def test_a_row_moved_after_the_key_aggregate_is_derived_by_a_scan(world, monkeyp
     # The updated row now comes last in physical order: D's first 名称 is its other row's, read by the scan.
     assert rows["D"] == "丑"
     assert rows["A"] == "甲"
+
+
+def test_a_table_with_inheritance_children_is_read_child_after_parent(world):
+    """Rows of an inheritance child share ctids with the parent's: row order is (tableoid, ctid) as for a
+    partitioned table, and the first values are not read by ctid."""
+    with psycopg.connect(world.dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("CREATE TABLE {}.子表 () INHERITS ({}.{})").format(
+                sql.Identifier(world.relation), sql.Identifier(world.relation), sql.Identifier(FACTS)
+            )
+        )
+        conn.execute(
+            sql.SQL("INSERT INTO {}.子表 (键, 整数键, 名称, 标签, 序号) VALUES ('A', 1, '子', 'c', 30)").format(
+                sql.Identifier(world.relation)
+            )
+        )
+    run_both(world, _located_configs)
