@@ -314,7 +314,10 @@ class RelationFacts:
                 values[i] = {n: 1 if out.kind == "count_distinct" else key for n, out in own.items()}
             scanned = [n for n in range(len(outputs)) if n not in own]
             if scanned and keys.locators:
-                unresolved = self._locate(pg, keys, outputs, scanned, chosen, values)
+                raws: dict[int, set[str]] = {}
+                for raw, i, _ in pre:
+                    raws.setdefault(int(i), set()).add(raw)
+                unresolved = self._locate(pg, fk, keys, outputs, scanned, raws, values)
             else:
                 unresolved = set(texts) if scanned else set()
             if unresolved:
@@ -345,35 +348,41 @@ class RelationFacts:
     def _locate(
         self,
         pg: psycopg.Connection,
+        fk: ForeignKeyConfig,
         keys: RelationKeys,
         outputs: list[DerivedColumn],
         scanned: list[int],
-        chosen: np.ndarray,
+        raws: dict[int, set[str]],
         values: dict[int, dict[int, Any]],
     ) -> set[int]:
         """Fill the ``first`` outputs from the rows the key aggregate located; the positions still unresolved.
 
+        :param raws: per selected key position, the raw FK values (as text) that map to it.
+
         A located row whose value is blank once normalised (``'  '``, ``NaN``) is not the first *non-blank*
-        value, and a row that another transaction moved since is gone: those keys are derived by a scan.
+        value, and a row that another transaction moved or deleted since is gone: those keys are derived by a
+        scan.  (The call's open transaction keeps VACUUM from giving a gone row's ``ctid`` to another row; the
+        raw FK value read with the row is checked all the same.)
         """
         slot = {name: n for n, name in enumerate(keys.locators)}
         located = pg.execute(
-            locators_statement(keys.keys.stage or "", MAP_TABLE, len(keys.locators)), (chosen.tolist(),)
+            locators_statement(keys.keys.stage or "", MAP_TABLE, len(keys.locators)), (sorted(raws),)
         ).fetchall()
         tids = sorted({t for row in located for t in row[1:] if t is not None})
         rows: dict[str, tuple] = {}
         if tids:
-            statement, params = locate_statement(self.shape(), keys.locators, tids, keys.steps)
+            statement, params = locate_statement(self.shape(), fk.source_column, keys.locators, tids, keys.steps)
             rows = {r[0]: r[1:] for r in pg.execute(statement, params).fetchall()}
         unresolved: set[int] = set()
         for position, *tid_of in located:
             for n in scanned:
                 at = slot[outputs[n].column]
                 tid = tid_of[at]
+                row = rows.get(tid) if tid is not None else None
                 if tid is None:  # no row has a value: the scan would find none either
                     values[int(position)][n] = None
-                elif tid in rows and rows[tid][at] is not None:
-                    values[int(position)][n] = rows[tid][at]
+                elif row is not None and row[0] in raws[int(position)] and row[1 + at] is not None:
+                    values[int(position)][n] = row[1 + at]
                 else:
                     unresolved.add(int(position))
         return unresolved

@@ -269,10 +269,21 @@ def locators_statement(stage: str, map_table: str, count: int) -> sql.Composable
 
 
 def locate_statement(
-    shape: RelationShape, columns: Sequence[str], tids: Sequence[str], steps: Mapping[str, Sequence[AliasStep]]
+    shape: RelationShape,
+    column: str,
+    columns: Sequence[str],
+    tids: Sequence[str],
+    steps: Mapping[str, Sequence[AliasStep]],
 ) -> tuple[sql.Composable, dict[str, Any]]:
-    """The rows at ``tids`` (a TID scan): ``(tid text, value of each of columns…)``, each value normalised and
-    alias-mapped as :func:`derive_statement` computes it."""
+    """The rows at ``tids`` (a TID scan): ``(tid text, raw FK value as text, value of each of columns…)``, each
+    value normalised and alias-mapped as :func:`derive_statement` computes it.
+
+    :param shape: the relation.
+    :param column: the FK's fact column (its raw value tells whether the row still carries the key).
+    :param columns: the located columns.
+    :param tids: the rows, as ``tid`` text.
+    :param steps: per fact column, the alias steps mapping it.
+    """
     params = Params(shape.query_params)
     values: list[sql.Composable] = []
     joins: list[sql.Composable] = []
@@ -282,9 +293,11 @@ def locate_statement(
         joins.extend(extra)
         values.append(sql.SQL(", {}").format(text))
     statement = sql.SQL(
-        "SELECT CAST({tid} AS text){values} FROM {source} {joins} WHERE {tid} = ANY(CAST({tids} AS tid[]))"
+        "SELECT CAST({tid} AS text), CAST({fk} AS text){values} FROM {source} {joins}"
+        " WHERE {tid} = ANY(CAST({tids} AS tid[]))"
     ).format(
         tid=col("ctid"),
+        fk=col(column),
         values=sql.SQL("").join(values),
         source=shape.source,
         joins=sql.SQL(" ").join(joins),
