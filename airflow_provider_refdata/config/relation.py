@@ -15,6 +15,10 @@ instead of a DataFrame and then runs the coverage check and the backfill entirel
   ``concat_distinct`` follow it.  Without it: a plain table's physical row order (``ctid``, i.e. insertion
   order for a table that was only appended to), and for a view or a query the order the relation returns
   its rows in (``row_number() OVER ()``, e.g. the query's own ``ORDER BY``).
+- ``work_mem``: the least ``work_mem`` the statements that read the facts run with (default ``64MB``: a
+  100,000-key ``GROUP BY`` fits; at PostgreSQL's default 4MB it spills in batches).  A session that already has
+  more keeps its own; ``None`` leaves the session's setting alone.  It is raised for those statements only and
+  set back after each.
 
 Nothing here touches a database.
 """
@@ -37,6 +41,7 @@ RESERVED_PARAM_PREFIX = "refdata_"
 _FIRST_KEYWORDS = ("select", "with", "values", "table")
 # psycopg's placeholder grammar: "%%", "%(name)s" or "%s" (format s, b or t).
 _PLACEHOLDER = re.compile(r"%(?:\(([^)]*)\))?(.)", re.S)
+_MEMORY = re.compile(r"[1-9][0-9]{0,9}\s*(kB|MB|GB)")
 
 
 def split_relation_name(name: str) -> tuple[str, str]:
@@ -158,6 +163,7 @@ class WarehouseRelation(BaseModel):
     :param query: one SELECT statement returning the facts.
     :param params: the query's parameters (mapping for ``%(name)s``, sequence for ``%s``).
     :param order_by: fact columns whose ascending order (NULLs last) decides which row comes first.
+    :param work_mem: the least ``work_mem`` for the statements that read the facts (``None``: the session's).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -166,6 +172,18 @@ class WarehouseRelation(BaseModel):
     query: str | None = Field(None, description="One SELECT statement returning the facts.")
     params: Mapping[str, Any] | Sequence[Any] | None = Field(None, description="Parameters of the query.")
     order_by: list[str] = Field(default_factory=list, description="Columns giving the fact rows their order.")
+    work_mem: str | None = Field("64MB", description="The least work_mem of the statements reading the facts.")
+
+    @field_validator("work_mem")
+    @classmethod
+    def _check_work_mem(cls, value: str | None) -> str | None:
+        if value is not None and not _MEMORY.fullmatch(value):
+            raise RefdataConfigError(
+                "work_mem must be a PostgreSQL memory size such as '64MB' (units kB, MB, GB)",
+                key_path="work_mem",
+                value=value,
+            )
+        return value
 
     @field_validator("table")
     @classmethod

@@ -48,6 +48,8 @@ Plain Python: no Airflow import.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,6 +199,30 @@ class RelationFacts:
                 self._rows = 0
         return self._rows
 
+    @contextmanager
+    def work_mem(self, pg: psycopg.Connection) -> Iterator[None]:
+        """Run the enclosed statements with at least the relation's ``work_mem``, then set the previous back.
+
+        Transaction-local (``set_config(…, true)``): a failed statement's savepoint rollback undoes it too.
+        """
+        wanted = self.relation.work_mem
+        if wanted is None:
+            yield
+            return
+        previous, lower = pg.execute(
+            "SELECT current_setting('work_mem'), pg_size_bytes(current_setting('work_mem')) < pg_size_bytes(%s)",
+            (wanted,),
+        ).fetchone()
+        if not lower:
+            yield
+            return
+        pg.execute("SELECT set_config('work_mem', %s, true)", (wanted,))
+        try:
+            yield
+        finally:
+            if pg.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS:
+                pg.execute("SELECT set_config('work_mem', %s, true)", (previous,))
+
     # ------------------------------------------------------------------------------------------------
     def _steps(self, pg: psycopg.Connection) -> dict[str, list[tuple[str, AliasStep]]]:
         """Per fact column, the ``(fk name, alias step)`` of each FK configuration with aliases on it."""
@@ -226,7 +252,8 @@ class RelationFacts:
         statement, params = key_map_statement(
             shape, MAP_TABLE, fk.source_column, [s for _, s in own], own_step, sorted(fk.blank_tokens), locators
         )
-        pg.execute(statement, params)
+        with self.work_mem(pg):
+            pg.execute(statement, params)
         # Statistics for the joins on it (a fresh temp table has none: the planner would hash the facts instead).
         pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(MAP_TABLE)))
         total, blank, remapped, rows = pg.execute(
@@ -372,7 +399,8 @@ class RelationFacts:
         rows: dict[str, tuple] = {}
         if tids:
             statement, params = locate_statement(self.shape(), fk.source_column, keys.locators, tids, keys.steps)
-            rows = {r[0]: r[1:] for r in pg.execute(statement, params).fetchall()}
+            with self.work_mem(pg):
+                rows = {r[0]: r[1:] for r in pg.execute(statement, params).fetchall()}
         unresolved: set[int] = set()
         for position, *tid_of in located:
             for n in scanned:
@@ -407,7 +435,9 @@ class RelationFacts:
         statement, params = derive_statement(
             self.shape(), fk.source_column, [r for r, _, _ in pre], raw_type, [i for _, i, _ in pre], wanted, keys.steps
         )
-        for row in pg.execute(statement, params).fetchall():
+        with self.work_mem(pg):
+            derived = pg.execute(statement, params).fetchall()
+        for row in derived:
             for n, value in zip(scanned, row[1:], strict=True):
                 values[int(row[0])][n] = value
 

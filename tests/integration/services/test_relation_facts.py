@@ -520,3 +520,27 @@ def test_a_table_with_inheritance_children_is_read_child_after_parent(world):
             )
         )
     run_both(world, _located_configs)
+
+
+@pytest.mark.parametrize(
+    ("session", "work_mem", "seen"),
+    [("4MB", "64MB", "64MB"), ("4MB", None, "4MB"), ("128MB", "64MB", "128MB")],
+    ids=["raised", "left-alone", "session-has-more"],
+)
+def test_the_fact_statements_run_with_at_least_the_relations_work_mem(world, session, work_mem, seen):
+    """The facts record the work_mem their derivation ran with; the session's own setting is back afterwards."""
+    relation = WarehouseRelation(
+        query=f'SELECT *, current_setting(\'work_mem\') AS wm FROM "{world.relation}"."{FACTS}"',
+        work_mem=work_mem,
+    )
+    configs = [fk(world.relation, "fk_text", "键", "参考甲", [{"source": "wm", "target": "值"}])]
+    with psycopg.connect(world.dsn, options=f"-c work_mem={session}") as conn:
+        result = HybridReferenceService().ensure_references(DOMAIN, relation, configs, conn)
+        assert result.backfill_count > 0
+        values = conn.execute(
+            sql.SQL("SELECT DISTINCT 值 FROM {}.参考甲 WHERE _source = 'auto_derived'").format(
+                sql.Identifier(world.relation)
+            )
+        ).fetchall()
+        assert values == [(seen,)]
+        assert conn.execute("SHOW work_mem").fetchone() == (session,)

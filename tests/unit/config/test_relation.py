@@ -68,3 +68,19 @@ def test_bound_query_leaves_only_named_placeholders():
         WarehouseRelation(query="SELECT %s", params=[1, 2]).bound_query()
     with pytest.raises(RefdataConfigError, match="mixes"):
         WarehouseRelation(query="SELECT %s, %(a)s", params={"a": 1}).bound_query()
+
+
+@pytest.mark.parametrize("value", ["64MB", "512kB", "1GB", "32 MB", None])
+def test_work_mem_is_a_memory_size_or_none(value):
+    assert WarehouseRelation(table="s.t", work_mem=value).work_mem == value
+
+
+@pytest.mark.parametrize("value", ["64", "64mb", "lots", "0MB", "64MB; SET role x", ""])
+def test_work_mem_that_is_not_a_memory_size_is_refused_naming_the_key(value):
+    with pytest.raises(RefdataConfigError) as caught:
+        WarehouseRelation(table="s.t", work_mem=value)
+    assert caught.value.key_path == "work_mem" and "work_mem" in str(caught.value)
+
+
+def test_work_mem_defaults_to_64mb():
+    assert WarehouseRelation(table="s.t").work_mem == "64MB"
