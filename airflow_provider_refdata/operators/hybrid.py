@@ -92,7 +92,8 @@ def read_fact_file(path: str | os.PathLike[str]) -> pd.DataFrame:
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)
     if suffix in (".xlsx", ".xlsm"):
-        return pd.read_excel(path, dtype=str)
+        # openpyxl is what the `excel` extra installs; pandas 4 would default to calamine, which it does not.
+        return pd.read_excel(path, dtype=str, engine="openpyxl")
     raise ValueError(f"unsupported fact file type {suffix!r} ({path}); use .csv, .parquet or .xlsx")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import pandas as pd
 import psycopg
@@ -174,7 +175,9 @@ def test_fact_file_types_and_table_names(tmp_path):
     frame.to_parquet(tmp_path / "f.parquet")
     frame.to_excel(tmp_path / "f.xlsx", index=False)
     for name in ("f.csv", "f.parquet", "f.xlsx"):
-        assert read_fact_file(tmp_path / name)["计划代码"].tolist() == ["001", "P2"], name
+        with warnings.catch_warnings():  # e.g. pandas' notice that its default xlsx engine will change
+            warnings.simplefilter("error")
+            assert read_fact_file(tmp_path / name)["计划代码"].tolist() == ["001", "P2"], name
     with pytest.raises(ValueError, match="unsupported"):
         read_fact_file(tmp_path / "f.json")
     assert split_table_name("staging.年金") == ("staging", "年金")
