@@ -185,6 +185,21 @@ def _tokens_blank(text: sql.Composable, tokens: Sequence[str], params: Params) -
     )
 
 
+def _fact_values(
+    shape: RelationShape, names: Sequence[str], steps: Mapping[str, Sequence[AliasStep]], params: Params
+) -> tuple[list[sql.Composable], list[sql.Composable]]:
+    """Each of the fact columns ``names`` normalised and alias-mapped (by its ``steps``): ``(expressions, the
+    LEFT JOINs they need)``, as the derivation reads backfill values."""
+    values: list[sql.Composable] = []
+    joins: list[sql.Composable] = []
+    for n, name in enumerate(names):
+        text = normalized_text(col(name), shape.columns[name].type_oid, params)
+        text, extra, _ = _mapped(text, steps.get(name, ()), params, f"a{n}_")
+        joins.extend(extra)
+        values.append(text)
+    return values, joins
+
+
 def key_map_statement(
     shape: RelationShape,
     map_table: str,
@@ -285,20 +300,14 @@ def locate_statement(
     :param steps: per fact column, the alias steps mapping it.
     """
     params = Params(shape.query_params)
-    values: list[sql.Composable] = []
-    joins: list[sql.Composable] = []
-    for n, name in enumerate(columns):
-        text = normalized_text(col(name), shape.columns[name].type_oid, params)
-        text, extra, _ = _mapped(text, steps.get(name, ()), params, f"a{n}_")
-        joins.extend(extra)
-        values.append(sql.SQL(", {}").format(text))
+    values, joins = _fact_values(shape, columns, steps, params)
     statement = sql.SQL(
         "SELECT CAST({tid} AS text), CAST({fk} AS text){values} FROM {source} {joins}"
         " WHERE {tid} = ANY(CAST({tids} AS tid[]))"
     ).format(
         tid=col("ctid"),
         fk=col(column),
-        values=sql.SQL("").join(values),
+        values=sql.SQL("").join(sql.SQL(", {}").format(v) for v in values),
         source=shape.source,
         joins=sql.SQL(" ").join(joins),
         tids=params.add(list(tids)),
@@ -370,15 +379,12 @@ def derive_statement(
     source, ordinal = _ordinal(shape)
     needed = list(dict.fromkeys(o.column for o in outputs))
     weights = list(dict.fromkeys(o.order_column for o in outputs if o.kind == "max_by" and o.order_column))
-    values: list[sql.Composable] = []
-    joins: list[sql.Composable] = []
     value_name = {name: f"v{n}" for n, name in enumerate(needed)}
     weight_name = {name: f"w{n}" for n, name in enumerate(weights)}
-    for n, name in enumerate(needed):
-        text = normalized_text(col(name), shape.columns[name].type_oid, params)
-        text, extra, _ = _mapped(text, steps.get(name, ()), params, f"a{n}_")
-        joins.extend(extra)
-        values.append(sql.SQL("{} AS {}").format(text, sql.Identifier(value_name[name])))
+    texts, joins = _fact_values(shape, needed, steps, params)
+    values = [
+        sql.SQL("{} AS {}").format(t, sql.Identifier(value_name[name])) for t, name in zip(texts, needed, strict=True)
+    ]
     for name in weights:
         expression = numeric_weight(col(name), shape.columns[name].type_oid, params)
         values.append(sql.SQL("{} AS {}").format(expression, sql.Identifier(weight_name[name])))

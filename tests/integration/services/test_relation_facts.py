@@ -533,14 +533,18 @@ def test_the_fact_statements_run_with_at_least_the_relations_work_mem(world, ses
         query=f'SELECT *, current_setting(\'work_mem\') AS wm FROM "{world.relation}"."{FACTS}"',
         work_mem=work_mem,
     )
-    configs = [fk(world.relation, "fk_text", "键", "参考甲", [{"source": "wm", "target": "值"}])]
+    configs = [
+        fk(world.relation, "fk_text", "键", "参考甲", [{"source": "wm", "target": "值"}]),  # seen by the derivation
+        fk(world.relation, "fk_setting", "wm", "参考乙", []),  # seen by the key GROUP BY: the key is the setting
+    ]
     with psycopg.connect(world.dsn, options=f"-c work_mem={session}") as conn:
         result = HybridReferenceService().ensure_references(DOMAIN, relation, configs, conn)
         assert result.backfill_count > 0
-        values = conn.execute(
-            sql.SQL("SELECT DISTINCT 值 FROM {}.参考甲 WHERE _source = 'auto_derived'").format(
-                sql.Identifier(world.relation)
-            )
-        ).fetchall()
-        assert values == [(seen,)]
+        for table, column in (("参考甲", "值"), ("参考乙", "代码")):
+            values = conn.execute(
+                sql.SQL("SELECT DISTINCT {} FROM {}.{} WHERE _source = 'auto_derived'").format(
+                    sql.Identifier(column), sql.Identifier(world.relation), sql.Identifier(table)
+                )
+            ).fetchall()
+            assert values == [(seen,)], table
         assert conn.execute("SHOW work_mem").fetchone() == (session,)
