@@ -269,7 +269,9 @@ class ReferenceSyncService:
                             started_at=started_at,
                             result=result.model_dump(mode="json"),
                         )
-                self._run_with_lock_retries(pg, table_config, source, result, plan_only, force_full, batch_size, run_id)
+                self._run_with_lock_retries(
+                    pg, table_config, source, result, plan_only, force_full, batch_size, run_id, call_started=t0
+                )
                 status = "planned" if plan_only else "success"
             except _Skip as skip:
                 _reset_counts(result)
@@ -282,7 +284,9 @@ class ReferenceSyncService:
                 if isinstance(exc, psycopg.errors.LockNotAvailable):
                     result.error = self._busy_message(pg, table_config, result.error)
                 status = "failed"
-            result.duration_seconds = round(time.perf_counter() - t0, 3)
+            if status != "success":
+                # A success has its duration already: the one its run log committed with (up to the commit).
+                result.duration_seconds = round(time.perf_counter() - t0, 3)
             if status in ("failed", "skipped") and not plan_only:
                 self._record_outcome(pg, result, status, started_at, run_id, reconnect)
         log = logger.warning if status == "failed" else logger.info
@@ -315,6 +319,8 @@ class ReferenceSyncService:
         force_full: bool,
         batch_size: int,
         run_id: int | None,
+        *,
+        call_started: float,
     ) -> None:
         """:meth:`_run`, again from the start (the failed attempt rolled back) when a lock wait timed out."""
         retrying = Retrying(
@@ -336,7 +342,7 @@ class ReferenceSyncService:
         )
         for attempt in retrying:
             with attempt:
-                self._run(pg, cfg, source, result, plan_only, force_full, batch_size, run_id)
+                self._run(pg, cfg, source, result, plan_only, force_full, batch_size, run_id, call_started=call_started)
 
     def _busy_message(self, pg: psycopg.Connection, cfg: Any, error: str) -> str:
         holders = ""
@@ -362,6 +368,8 @@ class ReferenceSyncService:
         force_full: bool,
         batch_size: int,
         run_id: int | None = None,
+        *,
+        call_started: float,
     ) -> None:
         name = result.table
         key = list(cfg.primary_key)
@@ -415,7 +423,8 @@ class ReferenceSyncService:
                 self._merge(pg, cfg, info, columns, key, result, check_blank_keys=key_nullable)
             logger.debug("Sync %s: loaded in %.3f s", name, time.perf_counter() - phase)
             result.watermark_after = seen if seen is not None and result.rows_read else result.watermark_before
-            result.duration_seconds = round((datetime.now(UTC) - started_at).total_seconds(), 3)
+            # From the call's start, earlier lock-retry attempts included: the figure the result returns too.
+            result.duration_seconds = round(time.perf_counter() - call_started, 3)
             if plan_only:
                 # Same statements, same counts; the rollback makes sure nothing is kept.
                 raise psycopg.Rollback()

@@ -133,6 +133,27 @@ def test_a_lock_released_within_the_timeout_lets_the_sync_proceed(
     assert (result.error, result.rows_updated) == (None, 2)
 
 
+def test_a_lock_released_during_the_retries_is_one_success_timed_from_the_first_attempt(
+    pg_dsn: str, pg_schema: str, legacy: tuple[str, str]
+) -> None:
+    ref = _target(pg_dsn, pg_schema, with_rows=True)
+    cfg = _cfg(pg_schema, legacy[1])
+    with psycopg.connect(pg_dsn) as holder:
+        holder.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(ref))
+        threading.Timer(LOCK_TIMEOUT + 0.3, holder.rollback).start()  # the first attempt times out, the second waits
+        result = _service(lock_retries=1).sync_table(cfg, MySqlSource.from_dsn(legacy[0]), pg_dsn)
+    assert (result.error, result.rows_updated) == (None, 2)  # not "table busy": the second attempt got the lock
+    assert result.duration_seconds >= LOCK_TIMEOUT + 0.3
+    # The run log holds the very figure the call returned (it is written before the commit, so it is timed there).
+    with psycopg.connect(pg_dsn) as pg:
+        (logged,) = pg.execute(
+            "SELECT (result->>'duration_seconds')::float8 FROM refdata.run_log "
+            "WHERE subject = %s AND status = 'success'",
+            (cfg.qualified_table,),
+        ).fetchone()
+    assert logged == result.duration_seconds
+
+
 def test_tracking_column_ddl_never_holds_readers_longer_than_the_timeout(
     pg_dsn: str, pg_schema: str, legacy: tuple[str, str]
 ) -> None:
