@@ -311,8 +311,8 @@ class MySqlSource:
     ) -> tuple[str, list[Any], list[str]]:
         """The SELECT, its parameters, and the target columns.
 
-        The first result column is the row rendered as one COPY line; incremental tables get a second one,
-        ``updated_at`` as ISO text (zero dates NULL), from which the stream keeps the maximum.
+        Its one result column is the row rendered as one COPY line (the watermark comes from
+        :meth:`max_query`, in the same snapshot).
 
         :param charsets: ``CHARACTER_SET_NAME`` by MySQL column (``None``: every string key is converted).
         :param target_types: the target's column types by target column, when known (spatial columns).
@@ -348,17 +348,57 @@ class MySqlSource:
             for m in source.columns
         ]
         select = f"CONCAT_WS(%s, {', '.join(parts)})"
-        if incremental is not None:
-            q = _mysql_ident(incremental.updated_at_column)
-            select += f", IF(YEAR({q}) = 0 OR MONTH({q}) = 0 OR DAYOFMONTH({q}) = 0, NULL, CAST({q} AS CHAR))"
+        where, where_params = self._since_filter(table_config, since)
+        query = f"SELECT {select} FROM {self._table_sql(table_config)}{where}"  # noqa: S608 - quoted, bound
+        return query, [*params, *where_params], [m.target for m in source.columns]
+
+    def max_query(
+        self, table_config: SyncTableConfig, since: datetime | None, *, skip_zero_dates: bool = False
+    ) -> tuple[str, list[Any]]:
+        """The largest ``updated_at`` of the rows :meth:`build_query` reads, as ISO text (NULL: no rows).
+
+        ``MAX`` of the bare column is one step down its index, when it has one.  A zero date ('0000-00-00',
+        '2024-05-00') is no instant; it sorts below real dates, so it is the maximum only when one with a zero
+        day or month is the latest: ``skip_zero_dates`` then asks again, leaving such dates out.
+
+        :param table_config: an incremental ``legacy_mysql`` table entry.
+        :param since: as for :meth:`build_query`.
+        :param skip_zero_dates: leave zero dates out (a scan of the rows, not the index).
+        """
+        q = _mysql_ident(table_config.source_config.incremental.updated_at_column)
+        value = f"IF(YEAR({q}) = 0 OR MONTH({q}) = 0 OR DAYOFMONTH({q}) = 0, NULL, {q})" if skip_zero_dates else q
+        where, params = self._since_filter(table_config, since)
+        return f"SELECT CAST(MAX({value}) AS CHAR) FROM {self._table_sql(table_config)}{where}", params  # noqa: S608
+
+    @staticmethod
+    def _table_sql(table_config: SyncTableConfig) -> str:
+        source = table_config.source_config
         table_sql = _mysql_ident(source.table)
-        if source.database:
-            table_sql = f"{_mysql_ident(source.database)}.{table_sql}"
-        query = f"SELECT {select} FROM {table_sql}"  # noqa: S608 - identifiers quoted, values bound
-        if incremental is not None and since is not None:
-            query += f" WHERE {_mysql_ident(incremental.updated_at_column)} >= %s"
-            params.append(since)
-        return query, params, [m.target for m in source.columns]
+        return f"{_mysql_ident(source.database)}.{table_sql}" if source.database else table_sql
+
+    @staticmethod
+    def _since_filter(table_config: SyncTableConfig, since: datetime | None) -> tuple[str, list[Any]]:
+        incremental = table_config.source_config.incremental
+        if incremental is None or since is None:
+            return "", []
+        return f" WHERE {_mysql_ident(incremental.updated_at_column)} >= %s", [since]
+
+    def _max_updated_at_in_snapshot(
+        self, conn: Any, table_config: SyncTableConfig, since: datetime | None
+    ) -> datetime | None:
+        """Start the read's snapshot (``REPEATABLE READ``, whatever the server's default) and read the watermark."""
+        conn.commit()
+        cur = conn.cursor()
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        for skip_zero_dates in (False, True):
+            cur.execute(*self.max_query(table_config, since, skip_zero_dates=skip_zero_dates))
+            (latest,) = cur.fetchone()
+            try:
+                return None if latest is None else datetime.fromisoformat(_text(latest))
+            except ValueError:  # a zero date was the largest value: ask again without them
+                continue
+        return None
 
     def _refuse_uncarried(
         self, table_config: SyncTableConfig, types: dict[str, str], target_types: dict[str, str] | None
@@ -505,6 +545,13 @@ class MySqlSource:
                     _prefer_key_ordered_lookups(conn)
                 types, charsets = self._column_types(conn.cursor(), database, source.table)
                 query, params, columns = self.build_query(table_config, types, since, charsets=charsets)
+                latest = None
+                if source.incremental is not None:
+                    # The watermark and the rows from one snapshot (InnoDB), so it is exactly the largest
+                    # updated_at read; asked first, so that without snapshots (MyISAM) it can only be lower,
+                    # which re-reads a few rows next time instead of missing one.  Cheaper than carrying
+                    # updated_at on every row (measured: 0.3 s per 1M rows, read and compared in Python).
+                    latest = self._max_updated_at_in_snapshot(conn, table_config, since)
                 # A spatial column is rendered for its target's type (WKB for bytea, else WKT), which the
                 # consumer sets on the read before it iterates: such a read starts with the first batch.
                 cur = None
@@ -517,6 +564,7 @@ class MySqlSource:
                 columns=columns,
                 batches=iter(()),
                 description=f"legacy MySQL {self.describe(database)} table {source.table}",
+                max_updated_at=latest,
                 formats={
                     m.target: _MYSQL_FORMATS[types[m.source]]
                     for m in source.columns
@@ -533,16 +581,13 @@ class MySqlSource:
                 return started
 
             read.batches = self._batches(
-                conn, start if cur is None else cur, read, max(batch_size, self.fetch_size), database, source.table
+                conn, start if cur is None else cur, max(batch_size, self.fetch_size), database, source.table
             )
             yield read
 
-    def _batches(
-        self, conn: Any, cur: Any, read: SourceRead, size: int, database: str | None, table: str
-    ) -> Iterator[bytes]:
+    def _batches(self, conn: Any, cur: Any, size: int, database: str | None, table: str) -> Iterator[bytes]:
         import MySQLdb
 
-        latest: bytes | None = None
         try:
             if callable(cur):  # a deferred read (see stream)
                 cur = cur()
@@ -550,12 +595,6 @@ class MySqlSource:
                 rows = cur.fetchmany(size)
                 if not rows:
                     break
-                if len(rows[0]) > 1:
-                    # ISO text of one column type compares like the timestamps it spells.
-                    batch_max = max((row[1] for row in rows if row[1] is not None), default=None)
-                    if batch_max is not None and (latest is None or batch_max > latest):
-                        latest = batch_max
-                        read.max_updated_at = datetime.fromisoformat(_text(latest))
                 yield b"\n".join([row[0] for row in rows]) + b"\n"
             cur.close()
             # End the read transaction at once: an open unbuffered read holds a metadata lock on the table.

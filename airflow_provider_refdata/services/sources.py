@@ -68,8 +68,9 @@ class SourceRead:
     :param columns: target column names, in the order of the values in each batch.
     :param batches: iterator of COPY-text ``bytes`` or lists of row tuples, in ``columns`` order.
     :param description: safe description of where the rows come from (no credentials).
-    :param max_updated_at: for incremental tables, the largest ``updated_at`` among the rows yielded so far
-        (complete once ``batches`` is exhausted); ``None`` when unknown or no rows.
+    :param max_updated_at: for incremental tables, the largest ``updated_at`` of the rows read (complete once
+        ``batches`` is exhausted; the database readers know it before the first batch, from the read's own
+        snapshot); ``None`` when unknown or no rows.
     :param formats: columns the stage converts for some target types (see ``warehouse.conversions``).
     :param target_types: the target's column types (``format_type`` text, ``jsonb``, ``text[]``) by column
         name, set by the consumer *before* it iterates ``batches``, so a reader whose values have no types of

@@ -440,6 +440,70 @@ def test_watermark_is_mysqls_exact_max_and_an_equal_row_is_re_read(env, global_t
     assert env.rows("w", "k, v") == [("w1", "uno"), ("w2", "two"), ("w3", "three")]
 
 
+@pytest.mark.parametrize("engine", ["InnoDB", "MyISAM"])
+def test_a_zero_date_is_never_the_watermark_whatever_the_engine(env, engine):
+    # '2024-06-00' sorts above every real May date: the index's MAX is that zero-day date, which is no instant.
+    env.mysql(
+        "CREATE TABLE zw (k varchar(8) PRIMARY KEY, v varchar(20), updated_at datetime NOT NULL, KEY (updated_at))"
+        f" ENGINE={engine}",
+        (
+            "INSERT INTO zw VALUES (%s, %s, %s)",
+            [("a", "1", "2024-05-01 10:00:00"), ("b", "2", "2024-05-31 23:00:00"), ("z", "0", "2024-06-00 00:00:00")],
+        ),
+    )
+    env.create_target("zw", "k text PRIMARY KEY, v text")
+    cfg = env.table_config("zw", ["k", "v"], incremental={"updated_at_column": "updated_at", "lookback_seconds": 0})
+    first = _ok(env.sync(cfg))
+    assert (first.rows_read, first.watermark_after) == (3, datetime(2024, 5, 31, 23, 0))
+    assert env.watermark("zw") == datetime(2024, 5, 31, 23, 0)
+    env.mysql("UPDATE zw SET v = 'uno', updated_at = '2024-07-01 08:00:00' WHERE k = 'a'")
+    second = _ok(env.sync(cfg))
+    # since 2024-05-31 23:00: 'b' (equal) and the changed 'a'; the zero-day row sorts above since, so it too
+    assert (second.rows_read, second.rows_updated, second.watermark_after) == (3, 1, datetime(2024, 7, 1, 8, 0))
+
+
+@pytest.fixture(params=["REPEATABLE-READ", "READ-COMMITTED"])
+def server_isolation(request, mysql_server: str) -> Iterator[str]:
+    """The MariaDB server's default isolation for new sessions (restored afterwards)."""
+    conn = mysql_connect(mysql_server)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT @@GLOBAL.tx_isolation")
+        previous = cur.fetchone()[0]
+        cur.execute("SET GLOBAL tx_isolation = %s", (request.param,))
+        yield request.param
+    finally:
+        conn.cursor().execute("SET GLOBAL tx_isolation = %s", (previous,))
+        conn.close()
+
+
+def test_a_row_written_after_the_watermark_was_read_waits_for_the_next_run(env, monkeypatch, server_isolation):
+    """The watermark and the rows come from one InnoDB snapshot (whatever the server's default isolation):
+    a commit in between is in neither."""
+    env.mysql(
+        "CREATE TABLE cw (k varchar(8) PRIMARY KEY, v varchar(20), updated_at datetime NOT NULL, KEY (updated_at))",
+        ("INSERT INTO cw VALUES (%s, %s, %s)", [("a", "1", "2024-05-01 10:00:00"), ("b", "2", "2024-05-02 10:00:00")]),
+    )
+    env.create_target("cw", "k text PRIMARY KEY, v text")
+    cfg = env.table_config("cw", ["k", "v"], incremental={"updated_at_column": "updated_at", "lookback_seconds": 0})
+    read_watermark = MySqlSource._max_updated_at_in_snapshot
+    writes = iter([("INSERT INTO cw VALUES ('c', '3', '2024-05-03 10:00:00')",)])
+
+    def then_another_session_commits(self, conn, table_config, since):
+        latest = read_watermark(self, conn, table_config, since)
+        for statement in writes:  # the first run only
+            env.mysql(*statement)
+        return latest
+
+    monkeypatch.setattr(MySqlSource, "_max_updated_at_in_snapshot", then_another_session_commits)
+    first = _ok(env.sync(cfg))
+    assert (first.rows_read, first.watermark_after) == (2, datetime(2024, 5, 2, 10, 0))
+    assert env.rows("cw", "k") == [("a",), ("b",)]
+    second = _ok(env.sync(cfg))  # since = the watermark: 'b' again and the new 'c'
+    assert (second.rows_read, second.rows_inserted, second.watermark_after) == (2, 1, datetime(2024, 5, 3, 10, 0))
+    assert env.rows("cw", "k") == [("a",), ("b",), ("c",)]
+
+
 def test_lookback_re_reads_the_window_with_fractional_watermark(env):
     t0 = datetime(2024, 5, 1, 10, 0, 0, 500000)
     env.mysql(
