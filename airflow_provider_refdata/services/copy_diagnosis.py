@@ -12,8 +12,10 @@ the column and key (fix the value in the source; nothing in the warehouse change
 
 from __future__ import annotations
 
+import csv
+import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -42,29 +44,70 @@ def copy_field(text: str) -> str | None:
     return _ESCAPE.sub(unescape, text)
 
 
-def _line_fields(
-    source: Any, cfg: Any, since: datetime | None, batch_size: int, line: int, target_types: dict[str, str] | None
+def _lines(batches: Iterator[Any]) -> Iterator[str]:
+    """The ``\\n``-ended lines of COPY bytes, decoded (an undecodable byte shown as U+FFFD), ``\\n`` kept."""
+    pending = b""
+    for batch in batches:
+        lines = (pending + bytes(batch)).split(b"\n")
+        pending = lines.pop()
+        for line in lines:
+            yield line.decode("utf-8", errors="replace") + "\n"
+    if pending:
+        yield pending.decode("utf-8", errors="replace")
+
+
+def _rows(read: Any) -> Iterator[list[Any]]:
+    """The rows of a read as lists of fields, in source order."""
+    batches = iter(read.batches)
+    first = next(batches, None)
+    if first is None:
+        return
+    batches = itertools.chain([first], batches)
+    if not isinstance(first, bytes | bytearray | memoryview):
+        for batch in batches:
+            yield from (list(row) for row in batch)
+    elif read.copy_format == "csv":
+        yield from csv.reader(_lines(batches))  # a quoted value may hold line breaks: the reader joins them
+    else:
+        for line in _lines(batches):
+            yield [copy_field(field) for field in line.removesuffix("\n").split("\t")]
+
+
+def _holds(field: Any, value: str | None) -> bool:
+    """Whether ``field`` is what COPY's error context shows (``value``; ``None``: the context showed no field,
+    as for a NUL byte, which the field then holds).  The context cuts a long value to its start and ``...``."""
+    if not isinstance(field, str):
+        return False
+    if value is None:
+        return "\x00" in field
+    return field == value or (value.endswith("...") and field.startswith(value[:-3]))
+
+
+def _rejected_fields(
+    source: Any,
+    cfg: Any,
+    since: datetime | None,
+    batch_size: int,
+    line: int,
+    target_types: dict[str, str] | None,
+    field_index: int | None,
+    value: str | None,
 ) -> list[Any] | None:
-    """The fields of row ``line`` (1-based) of a fresh read of the source, or None when it has fewer rows."""
+    """The fields of the rejected row in a fresh read of the source, or None when it is not found.
+
+    COPY's text format numbers rows as lines (``line`` is the row).  Its CSV line numbers count some line breaks
+    inside quoted values and not others (measured on PostgreSQL 15), so a CSV row is found by its content: the
+    first that holds the shown value in the rejected column (or, with no column shown, a NUL byte in any).
+    """
     with source.stream(cfg, since, batch_size) as read:
         read.target_types = target_types  # rendered as in the failed read
-
-        seen = 0
-        pending = b""
-        for batch in read.batches:
-            if isinstance(batch, bytes | bytearray | memoryview):
-                lines = (pending + bytes(batch)).split(b"\n")
-                pending = lines.pop()
-                if seen + len(lines) >= line:
-                    raw = lines[line - seen - 1].decode("utf-8", errors="replace")
-                    return [copy_field(field) for field in raw.split("\t")]
-                seen += len(lines)
-            else:
-                if seen + len(batch) >= line:
-                    return list(batch[line - seen - 1])
-                seen += len(batch)
-        if pending and seen + 1 == line:
-            return [copy_field(f) for f in pending.decode("utf-8", errors="replace").split("\t")]
+        rows = _rows(read)
+        if read.copy_format != "csv":
+            return next(itertools.islice(rows, line - 1, None), None)
+        for fields in rows:
+            candidates = fields if field_index is None else fields[field_index : field_index + 1]
+            if any(_holds(field, value) for field in candidates):
+                return fields
     return None
 
 
@@ -101,7 +144,16 @@ def describe_copy_error(
     key_values: list[Any] | None = None
     if match:
         try:
-            fields = _line_fields(source, cfg, since, batch_size, int(match.group("line")), target_types)
+            fields = _rejected_fields(
+                source,
+                cfg,
+                since,
+                batch_size,
+                int(match.group("line")),
+                target_types,
+                list(columns).index(column) if column in columns else None,
+                value,
+            )
         except Exception:  # the diagnosis must never hide the original failure
             fields = None
         if fields is not None and len(fields) == len(columns):

@@ -1,4 +1,4 @@
-"""The legacy MySQL/MariaDB reader: MySQL renders each row as one PostgreSQL COPY text line (no Python rows).
+"""The legacy MySQL/MariaDB reader: MySQL renders each row as one PostgreSQL COPY CSV record (no Python rows).
 
 How values arrive (trimming, zero dates, FLOAT, BIT, spatial types, character sets) is described in
 :mod:`~airflow_provider_refdata.services.sources` and docs/configuration.md ("MySQL types: what arrives").
@@ -125,7 +125,7 @@ def _mysql_ident(name: str) -> str:
 
 @dataclass
 class MySqlSource:
-    """Reads legacy MySQL tables with mysqlclient's unbuffered cursor, rendered as COPY text by MySQL.
+    """Reads legacy MySQL tables with mysqlclient's unbuffered cursor, rendered as COPY CSV by MySQL.
 
     :param host: server host.
     :param port: server port.
@@ -234,7 +234,13 @@ class MySqlSource:
         charset: str | None = None,
         target_type: str | None = None,
     ) -> str:
-        """SQL rendering one column as COPY text (NULL → ``\\N``); appends its bound values to ``params``.
+        """SQL rendering one column as a COPY CSV field; appends its bound values to ``params``.
+
+        Strings (and WKT) are quoted, their own double quotes doubled; tab, newline, carriage return and
+        backslash need nothing in CSV, so one ``REPLACE`` does what took four in COPY's text format (measured:
+        the 1M-row read 15 % faster, while PostgreSQL spends ~0.1 s more parsing, in parallel with it).  Other
+        values never hold a comma, a quote or a line break and go bare.  NULL is an unquoted empty field,
+        ``''`` the quoted ``""``.
 
         :param column: the MySQL column.
         :param data_type: its ``information_schema`` ``DATA_TYPE`` (lower case).
@@ -246,7 +252,7 @@ class MySqlSource:
         """
         q = _mysql_ident(column)
         if data_type in _CHAR_TYPES:
-            # Trim, then escape COPY's special characters; every literal is a bound parameter.  Key columns
+            # Trim, then quote; every literal is a bound parameter.  Key columns
             # are trimmed of Unicode white space like Python's str.strip() (as the hybrid path trims fact
             # keys, so the same key matches; NBSP, U+3000, tab, newline ...) and a blank key becomes NULL.
             # The regular expression only runs when the first or last byte can start/end white space; it
@@ -263,12 +269,11 @@ class MySqlSource:
                     f"({_WS_LAST_BYTES}), REGEXP_REPLACE({q}, %s, %s), {q})"
                 )
                 value = f"NULLIF({value}, %s)"
-                params.extend((_WS_EDGES_REGEXP, "", ""))
+                own = [_WS_EDGES_REGEXP, "", ""]
             else:
-                value = f"TRIM({q})"
-            for special, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
-                value = f"REPLACE({value}, %s, %s)"
-                params.extend((special, escaped))
+                value, own = f"TRIM({q})", []
+            value = f"CONCAT(%s, REPLACE({value}, %s, %s), %s)"
+            params.extend(['"', *own, '"', '""', '"'])
         elif data_type in _DATE_TYPES:
             # Zero dates ('0000-00-00', '2020-00-00') are not dates anywhere else: NULL.
             value = f"IF(YEAR({q}) = 0 OR MONTH({q}) = 0 OR DAYOFMONTH({q}) = 0, NULL, CAST({q} AS CHAR))"
@@ -278,7 +283,7 @@ class MySqlSource:
                 params.append("+00")
         elif data_type in _BINARY_TYPES:
             value = f"CONCAT(%s, HEX({q}))"
-            params.append("\\\\x")
+            params.append("\\x")
         elif data_type == "bit":
             # CAST(bit AS CHAR) would be the raw byte; the number renders as text (BIT(1) → 0/1 → boolean).
             value = f"CAST({q} + 0 AS CHAR)"
@@ -292,12 +297,13 @@ class MySqlSource:
         elif data_type in _SPATIAL_TYPES:
             if target_type == "bytea":
                 value = f"CONCAT(%s, HEX(ST_AsBinary({q})))"
-                params.append("\\\\x")
+                params.append("\\x")
             else:
-                value = f"ST_AsText({q})"
+                value = f"CONCAT(%s, ST_AsText({q}), %s)"  # WKT separates coordinates with commas
+                params.extend(('"', '"'))
         else:
             value = f"CAST({q} AS CHAR)"
-        params.append("\\N")
+        params.append("")
         return f"IFNULL({value}, %s)"
 
     def build_query(
@@ -311,7 +317,7 @@ class MySqlSource:
     ) -> tuple[str, list[Any], list[str]]:
         """The SELECT, its parameters, and the target columns.
 
-        Its one result column is the row rendered as one COPY line (the watermark comes from
+        Its one result column is the row rendered as one COPY CSV record (the watermark comes from
         :meth:`max_query`, in the same snapshot).
 
         :param charsets: ``CHARACTER_SET_NAME`` by MySQL column (``None``: every string key is converted).
@@ -332,7 +338,7 @@ class MySqlSource:
                 table=source.table,
             )
         self._refuse_uncarried(table_config, types, target_types)
-        params: list[Any] = ["\t"]
+        params: list[Any] = [","]
         keys = set(table_config.primary_key)
         charsets = charsets or {}
         target_types = target_types or {}
@@ -565,6 +571,7 @@ class MySqlSource:
                 batches=iter(()),
                 description=f"legacy MySQL {self.describe(database)} table {source.table}",
                 max_updated_at=latest,
+                copy_format="csv",
                 formats={
                     m.target: _MYSQL_FORMATS[types[m.source]]
                     for m in source.columns

@@ -3,9 +3,10 @@
 A *source* turns one ``SyncTableConfig`` into a :class:`SourceRead`: the staging columns (target names, in
 order) and an iterator of batches.  A batch is either
 
-* ``bytes`` — lines already in PostgreSQL ``COPY`` text format (tab separated, ``\\N`` for NULL, one row per
-  ``\\n``), passed through to COPY untouched; :class:`MySqlSource` asks MySQL to render them, so one million
-  rows never become Python objects; or
+* ``bytes`` — rows already in a PostgreSQL ``COPY`` format, passed through to COPY untouched:
+  :attr:`SourceRead.copy_format` ``text`` (tab separated, ``\\N`` for NULL, one row per ``\\n``) or ``csv``
+  (comma separated, strings in double quotes, NULL an unquoted empty field); :class:`MySqlSource` asks MySQL
+  to render CSV, so one million rows never become Python objects; or
 * ``list[tuple]`` — rows of Python values (``None`` is NULL) that COPY's ``write_row`` encodes
   (:class:`~.source_yaml.YamlFileSource`, which streams its file and yields every value as text, exactly as
   written, for COPY to read into the target column's type; re-exported here).
@@ -23,8 +24,8 @@ MySQL values arrive exactly: numbers as MySQL's own text (DECIMAL and BIGINT nev
 columns, spatial types as WKT text, or WKB for a ``bytea`` target), ``DATETIME``/``DATE`` as their
 naive text with fractional seconds, ``TIMESTAMP`` as UTC text with ``+00`` (the session time zone is
 ``+00:00`` whatever the server's global ``time_zone``, so a ``timestamptz`` target stores the right instant and
-a naive ``timestamp`` target the UTC wall time), binary types as ``bytea`` hex input (``\\x…`` in COPY text,
-byte-exact in a ``bytea`` target).  A source that cannot be used *as configured* (missing file, bad YAML, wrong
+a naive ``timestamp`` target the UTC wall time), binary types as ``bytea`` hex input (``\\x…``, byte-exact
+in a ``bytea`` target).  A source that cannot be used *as configured* (missing file, bad YAML, wrong
 ``schema_version``) raises :class:`SourceSkipped`: the table is skipped and nothing changes.  A transient
 failure (connection refused, lost connection, timeout) raises :class:`SourceUnavailableError`, which the
 service retries; anything else fails the table at once.
@@ -39,7 +40,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from airflow_provider_refdata.exceptions import RefdataSourceError
 
@@ -72,6 +73,7 @@ class SourceRead:
         ``batches`` is exhausted; the database readers know it before the first batch, from the read's own
         snapshot); ``None`` when unknown or no rows.
     :param formats: columns the stage converts for some target types (see ``warehouse.conversions``).
+    :param copy_format: the ``COPY`` format of ``bytes`` batches: ``text`` or ``csv``.
     :param target_types: the target's column types (``format_type`` text, ``jsonb``, ``text[]``) by column
         name, set by the consumer *before* it iterates ``batches``, so a reader whose values have no types of
         their own can encode them the target's way (:class:`~.source_yaml.YamlFileSource`: a list or mapping
@@ -86,6 +88,7 @@ class SourceRead:
     #: Columns rendered in a source-specific way that the stage converts for some target types (target column
     #: → ``warehouse.conversions`` format, e.g. ``mysql_bit``: the number; ``mysql_set``: ``a,b``).
     formats: dict[str, str] = field(default_factory=dict)
+    copy_format: Literal["text", "csv"] = "text"
 
 
 @runtime_checkable

@@ -683,7 +683,8 @@ def _reset_counts(result: SyncResult) -> None:
 
 def _copy_batches(pg: psycopg.Connection, destination: sql.Composable, columns: Sequence[str], read: SourceRead) -> int:
     """COPY every batch of ``read`` into ``destination`` (a table reference); returns the number of rows copied."""
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(destination, ident_list(columns))
+    options = sql.SQL(" (FORMAT csv)" if read.copy_format == "csv" else "")
+    statement = sql.SQL("COPY {} ({}) FROM STDIN{}").format(destination, ident_list(columns), options)
     with pg.cursor() as cur:
         with cur.copy(statement) as copy:
             for batch in read.batches:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import datetime
 
@@ -28,9 +30,10 @@ def test_legacy_mysql_hook_streams_from_the_airflow_connection(
     table = env.config.table("annuity_plan")
     with hook.stream(table, None, 100) as read:
         assert read.columns == ["年金计划号", "计划名称", "计划类型", "客户名称"]
-        lines = b"".join(read.batches).decode().splitlines()
+        assert read.copy_format == "csv"
+        records = list(csv.reader(io.StringIO(b"".join(read.batches).decode())))
         assert read.max_updated_at == datetime(2024, 1, 3, 8, 0)
-    assert len(lines) == 3 and lines[0].startswith("P001\t甲计划\t")
+    assert len(records) == 3 and records[0][:2] == ["P001", "甲计划"] and records[2][1] == "丙计划\nline2"
     # the hook is a MySqlHook: ordinary DB-API helpers still work
     assert hook.get_records(f"SELECT count(*) FROM `{mysql_db}`.annuity_plan")[0][0] == 3
     results = ReferenceSyncService().sync_all(

@@ -440,6 +440,23 @@ def test_watermark_is_mysqls_exact_max_and_an_equal_row_is_re_read(env, global_t
     assert env.rows("w", "k, v") == [("w1", "uno"), ("w2", "two"), ("w3", "three")]
 
 
+@pytest.mark.parametrize("bad", ["not a number", "9" * 140 + "x"], ids=["short", "cut-in-the-context"])
+def test_a_rejected_value_is_named_with_its_key_after_rows_holding_line_breaks_quotes_and_commas(env, bad):
+    # PostgreSQL's CSV line numbers do not count every quoted line break: the row is found by its value (which
+    # COPY's error context cuts after 100 bytes).
+    env.mysql(
+        "CREATE TABLE bad (k varchar(8) PRIMARY KEY, v text, n varchar(200))",
+        (
+            "INSERT INTO bad VALUES (%s, %s, %s)",
+            [("a", 'line1\nline2 "q", x\r\n', "1"), ("b", "\n\n\r", "2"), ("c", "ok", bad), ("d", "", "4")],
+        ),
+    )
+    env.create_target("bad", "k text PRIMARY KEY, v text, n numeric")
+    result = env.sync(env.table_config("bad", ["k", "v", "n"]))
+    assert result.error is not None and "k='c'" in result.error and f"'{bad[:20]}" in result.error, result.error
+    assert env.rows("bad") == []
+
+
 @pytest.mark.parametrize("engine", ["InnoDB", "MyISAM"])
 def test_a_zero_date_is_never_the_watermark_whatever_the_engine(env, engine):
     # '2024-06-00' sorts above every real May date: the index's MAX is that zero-day date, which is no instant.
