@@ -8,7 +8,7 @@ them at the end.  Per size it generates the source table inside MariaDB (``INSER
 process** (so peak memory is that operation's alone: RSS sampled every 5 ms by a psutil thread, minus the
 RSS after imports, in MiB):
 
-* ``refdata`` — ReferenceSyncService: unbuffered MySQL read rendered as COPY text → temp stage → guarded
+* ``refdata`` — ReferenceSyncService: unbuffered MySQL read rendered as COPY CSV → temp stage → guarded
   merge; initial load (empty target), full re-sync with 1% changed rows, incremental re-sync with 1% changed;
 * ``pandas`` — ``pandas.read_sql`` + ``DataFrame.to_sql`` (SQLAlchemy, default settings), initial load only
   (it cannot upsert);
