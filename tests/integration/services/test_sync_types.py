@@ -163,6 +163,11 @@ STRINGS = [
     ("a17", "\u3000全角空格 \u3000", "ideographic spaces around"),
     ("a18", "\u00a0nbsp\u00a0", "no-break spaces around"),
     ("a19", "耀 \u3000中", "last byte 0x80, inner spaces"),
+    ("a21", "\\.", "COPY's end-of-data marker"),
+    ("a22", "x\n\\.\ny", "the end-of-data marker on a line of its own"),
+    ("a23", 'a,b,"c",,', "CSV delimiters and quotes"),
+    ('a24"', '"', "a quote alone, and in the key"),
+    ("a25", '""', "two quotes (CSV's empty string)"),
     ("\u3000k20\t", "key trimmed", "a key with white space around"),
 ]
 
