@@ -96,7 +96,8 @@ def run_sync(args: argparse.Namespace) -> int:
     from airflow_provider_refdata.services.source_mysql import MySqlSource
     from airflow_provider_refdata.services.source_resolver import source_from_dsn
     from airflow_provider_refdata.services.source_yaml import YamlFileSource
-    from airflow_provider_refdata.services.sync import ReferenceSyncService, format_summary
+    from airflow_provider_refdata.services.sync import ReferenceSyncService
+    from airflow_provider_refdata.services.sync_outcome import format_summary
 
     config_path = args.config or _default_config()
     warehouse = args.warehouse_dsn or os.environ.get("REFDATA_PG_DSN")

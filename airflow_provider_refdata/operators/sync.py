@@ -239,7 +239,8 @@ class ReferenceSyncOperator(ReferenceSyncLineageMixin, BaseOperator):
 
     def execute(self, context: Any) -> list[SyncResult]:
         from airflow_provider_refdata.config import load_sync_config
-        from airflow_provider_refdata.services.sync import ReferenceSyncService, format_summary
+        from airflow_provider_refdata.services.sync import ReferenceSyncService
+        from airflow_provider_refdata.services.sync_outcome import format_summary
 
         path = Path(self.config_path) if self.config_path else default_config_path()
         config = load_sync_config(path)

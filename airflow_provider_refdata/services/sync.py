@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,16 +55,22 @@ from airflow_provider_refdata.services.sources import (
     SourceSkipped,
     SourceUnavailableError,
 )
+from airflow_provider_refdata.services.sync_merge import merge_stage
+from airflow_provider_refdata.services.sync_outcome import (
+    RUN_TYPE,
+    describe_error,
+    ensure_state_tables_in_transaction,
+    record_outcome,
+    rollback_if_broken,
+)
 from airflow_provider_refdata.services.sync_schedule import run_in_order, run_in_parallel
-from airflow_provider_refdata.textable import text_table
-from airflow_provider_refdata.warehouse import conversions, merge, placeholders
+from airflow_provider_refdata.warehouse import conversions, merge
 from airflow_provider_refdata.warehouse.catalog import TableInfo, table_info
 from airflow_provider_refdata.warehouse.connection import WarehouseLike, warehouse_connection, warehouse_connector
 from airflow_provider_refdata.warehouse.sqlbits import ident_list, table_ref
 from airflow_provider_refdata.warehouse.staging import create_stage
 from airflow_provider_refdata.warehouse.state import (
     describe_lock_holders,
-    ensure_state_tables,
     finish_run_log,
     lock_name,
     read_watermark,
@@ -76,12 +81,9 @@ from airflow_provider_refdata.warehouse.tracking import TRACKING_COLUMN_NAMES, e
 
 logger = logging.getLogger(__name__)
 
-RUN_TYPE = "reference_sync"
 STAGE_NAME = sync_checks.STAGE_NAME
 DEFAULT_BATCH_SIZE = 5000
 # A stage this many times smaller than the target is merged with primary-key probes (see merge.upsert_changed).
-SMALL_STAGE_RATIO = 20
-ANALYZE_MIN_ROWS = 50_000
 
 
 class _Skip(Exception):  # internal control flow
@@ -217,7 +219,7 @@ class ReferenceSyncService:
         logger.warning("Sync %s: failed %s", result.table, result.error)
         if not plan_only:
             with warehouse_connection(pg) as conn:
-                self._record_outcome(conn, result, "failed", datetime.now(UTC))
+                record_outcome(conn, result, "failed", datetime.now(UTC))
         return result
 
     def sync_table(
@@ -258,7 +260,7 @@ class ReferenceSyncService:
                         table=result.table,
                     )
                 if not plan_only:
-                    _ensure_state_tables(pg)
+                    ensure_state_tables_in_transaction(pg)
                     # Committed first, on its own: a run that dies (kill -9, lost server) leaves this trace.
                     with pg.transaction():
                         run_id = write_run_log(
@@ -278,9 +280,9 @@ class ReferenceSyncService:
                 result.skipped_reason = skip.reason
                 status = "skipped"
             except Exception as exc:  # one table's failure must not stop the others
-                _rollback_if_broken(pg)
+                rollback_if_broken(pg)
                 _reset_counts(result)  # everything was rolled back: nothing was inserted or updated
-                result.error = _describe_error(exc, result.table)
+                result.error = describe_error(exc, result.table)
                 if isinstance(exc, psycopg.errors.LockNotAvailable):
                     result.error = self._busy_message(pg, table_config, result.error)
                 status = "failed"
@@ -288,7 +290,7 @@ class ReferenceSyncService:
                 # A success has its duration already: the one its run log committed with (up to the commit).
                 result.duration_seconds = round(time.perf_counter() - t0, 3)
             if status in ("failed", "skipped") and not plan_only:
-                self._record_outcome(pg, result, status, started_at, run_id, reconnect)
+                record_outcome(pg, result, status, started_at, run_id, reconnect)
         log = logger.warning if status == "failed" else logger.info
         log(
             "Sync %s: %s (read %s, inserted %s, updated %s, unchanged %s, deleted %s, promoted %s, attempts %s) %s",
@@ -350,7 +352,7 @@ class ReferenceSyncService:
             with pg.transaction():
                 holders = describe_lock_holders(pg, cfg.target_schema, cfg.target_table, cfg.qualified_table)
         except psycopg.Error:
-            _rollback_if_broken(pg)
+            rollback_if_broken(pg)
         return (
             f"table busy: {cfg.qualified_table} was locked by another session for more than "
             f"{self.lock_timeout_seconds:g} s in each of {self.lock_retries + 1} attempt(s)"
@@ -420,7 +422,7 @@ class ReferenceSyncService:
                 self._skip_if_empty_replace(cfg, result)
                 logger.debug("Sync %s: staged %s rows in %.3f s", name, result.rows_read, time.perf_counter() - phase)
                 phase = time.perf_counter()
-                self._merge(pg, cfg, info, columns, key, result, check_blank_keys=key_nullable)
+                merge_stage(pg, cfg, info, columns, key, result, check_blank_keys=key_nullable)
             logger.debug("Sync %s: loaded in %.3f s", name, time.perf_counter() - phase)
             result.watermark_after = seen if seen is not None and result.rows_read else result.watermark_before
             # From the call's start, earlier lock-retry attempts included: the figure the result returns too.
@@ -529,81 +531,6 @@ class ReferenceSyncService:
             raise SourceSkipped(f"{read.description}: no value for key column(s) {', '.join(missing_key)}")
         return list(read.columns)
 
-    @staticmethod
-    def _merge(
-        pg: psycopg.Connection,
-        cfg: Any,
-        info: TableInfo,
-        columns: list[str],
-        key: list[str],
-        result: SyncResult,
-        *,
-        check_blank_keys: bool = False,
-    ) -> None:
-        if check_blank_keys:
-            sync_checks.check_blank_keys(pg, info, key)
-        try:
-            with pg.transaction():  # savepoint: lets us diagnose a failed statement against the stage
-                if merge.table_is_empty(pg, info.schema, info.table):
-                    # Nothing to compare with: one plain INSERT.  A duplicate key surfaces as UniqueViolation
-                    # (diagnosed below), which spares the empty-target load the separate duplicate check.
-                    result.rows_inserted = merge.insert_all(pg, info, STAGE_NAME, columns)
-                else:
-                    small = result.rows_read * SMALL_STAGE_RATIO < merge.estimated_rows(pg, info.schema, info.table)
-                    if small:
-                        # A few staged rows: checked for duplicated keys first (one GROUP BY of the small stage).
-                        # No ANALYZE for the merge: the probes' plan is fixed (0.15-0.28 s for 100K rows, for
-                        # nothing).
-                        sync_checks.check_duplicates(pg, info, key)
-                    counts = merge.upsert_changed(pg, info, STAGE_NAME, columns, key, probe_by_key=small)
-                    if not small and not counts.keys_unique(result.rows_read):
-                        # The merge's own counts say a key was staged twice (or another session inserted a
-                        # new key meanwhile): the stage itself decides, and names the keys.
-                        sync_checks.check_duplicates(pg, info, key)
-                    result.rows_inserted, result.rows_updated = counts.inserted, counts.updated
-                    result.rows_promoted = promoted = counts.promoted
-                    # The merge needs no stage statistics (a FULL JOIN is a hash or merge join; measured: the
-                    # same plan and time without them), but the joins below can turn into nested loops over a
-                    # big stage without them (the delete guard's anti-join of 1M rows did not finish in 50
-                    # minutes), so a big stage is analyzed before those, and only then.
-                    if result.rows_read >= ANALYZE_MIN_ROWS and (
-                        (promoted and len(key) == 1) or cfg.sync_mode == "delete_insert"
-                    ):
-                        pg.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(STAGE_NAME)))
-                    if promoted and len(key) == 1:
-                        # Same transaction: the promoted keys' open placeholders close with the merge.
-                        placeholders.close_promoted(pg, cfg.qualified_table, info, STAGE_NAME, key[0])
-                    if cfg.sync_mode == "delete_insert":
-                        sync_checks.delete_absent(pg, cfg, info, key, result)
-        except (psycopg.errors.UniqueViolation, psycopg.errors.CardinalityViolation):
-            # CardinalityViolation: two staged rows with the same new key reached the INSERT … ON CONFLICT.
-            sync_checks.check_duplicates(pg, info, key)
-            raise
-        except psycopg.errors.NotNullViolation as exc:
-            sync_checks.check_blank_keys(pg, info, key)
-            sync_checks.explain_null_in_not_null_column(pg, cfg, info, columns, key, exc)
-            raise
-        except psycopg.errors.StringDataRightTruncation as exc:
-            bad = merge.find_overlong_value(pg, STAGE_NAME, info, columns, key)
-            if bad is None:
-                raise
-            raise RefdataSyncError(
-                f"{cfg.qualified_table}: value of column {bad.column!r} for key "
-                f"{sync_checks.key_text(key, bad.key)} has "
-                f"{bad.length} characters, the column allows {bad.max_length}; nothing was changed",
-                table=cfg.qualified_table,
-                key=bad.key,
-                column=bad.column,
-            ) from exc
-        except psycopg.errors.ForeignKeyViolation as exc:
-            raise RefdataSyncError(
-                f"{cfg.qualified_table}: {exc.diag.message_primary}"
-                + (f" ({exc.diag.message_detail})" if exc.diag.message_detail else "")
-                + "; a row still referenced by a foreign key cannot be deleted, nothing was changed",
-                table=cfg.qualified_table,
-            ) from exc
-        result.rows_unchanged = result.rows_read - result.rows_inserted - result.rows_updated
-
     # ------------------------------------------------------------------------------------------------------
     # helpers
     # ------------------------------------------------------------------------------------------------------
@@ -632,47 +559,6 @@ class ReferenceSyncService:
             return [t for t in candidates if t.name in wanted], batch_size_of
         return [t for t in candidates if getattr(t, "enabled", True)], batch_size_of
 
-    @staticmethod
-    def _record_outcome(
-        pg: psycopg.Connection,
-        result: SyncResult,
-        status: str,
-        started_at: datetime,
-        run_id: int | None = None,
-        reconnect: Callable[[], AbstractContextManager[psycopg.Connection]] | None = None,
-    ) -> None:
-        """Record a failed or skipped table in its own small transaction (the watermark does not move).
-
-        When the table failed because the warehouse connection was lost, a new connection records it.
-        """
-        if (pg.closed or pg.broken) and reconnect is not None:
-            try:
-                with reconnect() as fresh:
-                    ReferenceSyncService._record_outcome(fresh, result, status, started_at, run_id)
-            except psycopg.Error as exc:
-                logger.warning("Could not record the %s outcome of %s: %s", status, result.table, exc)
-            return
-        try:
-            _ensure_state_tables(pg)
-            with pg.transaction():
-                if status == "failed":
-                    write_sync_state(pg, result.table, status="failed", watermark=None, counts={})
-                payload = result.model_dump(mode="json")
-                if run_id is not None:
-                    finish_run_log(pg, run_id, status=status, result=payload)
-                else:
-                    write_run_log(
-                        pg,
-                        run_type=RUN_TYPE,
-                        subject=result.table,
-                        status=status,
-                        started_at=started_at,
-                        result=payload,
-                    )
-        except psycopg.Error as exc:
-            _rollback_if_broken(pg)
-            logger.warning("Could not record the %s outcome of %s in refdata.run_log: %s", status, result.table, exc)
-
 
 def _reset_counts(result: SyncResult) -> None:
     """A rolled-back (or skipped, or retried) table wrote nothing: its write counts are 0."""
@@ -696,45 +582,7 @@ def _copy_batches(pg: psycopg.Connection, destination: sql.Composable, columns: 
         return max(cur.rowcount, 0)
 
 
-def _ensure_state_tables(pg: psycopg.Connection) -> None:
-    # Inside a transaction block, so the catalog probe does not leave an implicit transaction open on a
-    # non-autocommit connection (which would turn every later transaction() into an uncommitted savepoint).
-    with pg.transaction():
-        ensure_state_tables(pg)
-
-
 def _read_watermark(pg: psycopg.Connection, name: str) -> datetime | None:
     # plan_only on a fresh warehouse must not create the state tables just to find no watermark.
     exists = pg.execute("SELECT to_regclass('refdata.sync_state') IS NOT NULL").fetchone()[0]
     return read_watermark(pg, name) if exists else None
-
-
-def _rollback_if_broken(pg: psycopg.Connection) -> None:
-    if pg.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
-        pg.rollback()
-
-
-def _describe_error(exc: Exception, table: str) -> str:
-    if isinstance(exc, RefdataError):
-        return str(exc)
-    if isinstance(exc, psycopg.Error):
-        diag = exc.diag
-        text = diag.message_primary or str(exc)
-        if diag.message_detail:
-            text += f" ({diag.message_detail})"
-        if diag.context:
-            text += f" [{diag.context.strip()}]"
-        return f"{table}: {type(exc).__name__}: {text}"
-    return f"{table}: {type(exc).__name__}: {exc}"
-
-
-def format_summary(results: Sequence[SyncResult]) -> str:
-    """One plain-text table of the results (used by the operator's log and the CLI)."""
-    headers = ["table", "mode", "status", "read", "ins", "upd", "unch", "del", "prom", "att", "secs", "detail"]
-    rows = []
-    for r in results:
-        status = "FAILED" if r.error else "skipped" if r.skipped_reason else "planned" if r.plan_only else "ok"
-        counts = (r.rows_read, r.rows_inserted, r.rows_updated, r.rows_unchanged, r.rows_deleted, r.rows_promoted)
-        detail = (r.error or r.skipped_reason or "")[:200]
-        rows.append([r.table, r.sync_mode, status, *counts, r.attempts, f"{r.duration_seconds:.2f}", detail])
-    return "\n".join(text_table(headers, rows))

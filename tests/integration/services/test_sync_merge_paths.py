@@ -13,7 +13,8 @@ import pytest
 from psycopg import sql
 
 from airflow_provider_refdata.services.source_mysql import _prefer_key_ordered_lookups
-from airflow_provider_refdata.services.sync import SMALL_STAGE_RATIO, ReferenceSyncService
+from airflow_provider_refdata.services.sync import ReferenceSyncService
+from airflow_provider_refdata.services.sync_merge import SMALL_STAGE_RATIO
 from tests.conftest import mysql_connect
 from tests.integration.services.sync_env import PORTFOLIO, SyncEnv
 

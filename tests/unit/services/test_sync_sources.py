@@ -17,7 +17,8 @@ from airflow_provider_refdata.services.sources import (
     YamlFileSource,
     clean_value,
 )
-from airflow_provider_refdata.services.sync import ReferenceSyncService, format_summary
+from airflow_provider_refdata.services.sync import ReferenceSyncService
+from airflow_provider_refdata.services.sync_outcome import format_summary
 from airflow_provider_refdata.textable import display_width
 
 
