@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 from airflow_provider_refdata.exceptions import RefdataSourceError
 from airflow_provider_refdata.services.sources import (
     DEFAULT_TIMEOUT_SECONDS,
+    STRIP_CHARACTERS,
     SourceColumn,
     SourceRead,
     SourceUnavailableError,
@@ -73,12 +74,13 @@ _TRANSIENT_MYSQL_ERRORS = frozenset(
 _CHAR_TYPES = frozenset({"char", "varchar", "tinytext", "text", "mediumtext", "longtext", "enum", "set", "json"})
 _DATE_TYPES = frozenset({"date", "datetime", "timestamp"})
 _BINARY_TYPES = frozenset({"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob"})
-# Whitespace at the edges of a string value: UTF-8 bytes that can start (first) or end (last) a whitespace
-# character (ASCII whitespace; 0xC2/0xA0 for NBSP U+00A0; 0xE3/0x80 for the ideographic space U+3000), and
-# the expression that strips it (PCRE in Unicode mode: \s matches Unicode white space, as str.strip does).
-_WS_FIRST_BYTES = "9, 10, 11, 12, 13, 32, 194, 227"
-_WS_LAST_BYTES = "9, 10, 11, 12, 13, 32, 128, 160"
-_WS_EDGES_REGEXP = r"^\s+|\s+$"
+# White space at the edges of a key: exactly what str.strip() removes (STRIP_CHARACTERS, as the hybrid path trims
+# fact keys).  The gate reads the UTF-8 bytes that can start (first) or end (last) one of those characters, so
+# the regular expression, which strips them, only runs on a key that may need it.
+_WS_FIRST_BYTES = ", ".join(str(b) for b in sorted({c.encode()[0] for c in STRIP_CHARACTERS}))
+_WS_LAST_BYTES = ", ".join(str(b) for b in sorted({c.encode()[-1] for c in STRIP_CHARACTERS}))
+_WS_CLASS = "[" + STRIP_CHARACTERS + "]"
+_WS_EDGES_REGEXP = f"^{_WS_CLASS}+|{_WS_CLASS}+$"
 # Character sets whose bytes are UTF-8: the gate reads a key column of any other (latin1, gbk, ucs2 …) through
 # CONVERT(… USING utf8mb4), so the same key is trimmed the same way whatever its column's character set.
 _UTF8_CHARSETS = frozenset({"utf8mb4", "utf8mb3", "utf8"})
@@ -266,7 +268,7 @@ class MySqlSource:
                 gate = q if charset in _UTF8_CHARSETS else f"CONVERT({q} USING utf8mb4)"
                 value = (
                     f"IF(ASCII({gate}) IN ({_WS_FIRST_BYTES}) OR ASCII(RIGHT(CAST({gate} AS BINARY), 1)) IN "
-                    f"({_WS_LAST_BYTES}), REGEXP_REPLACE({q}, %s, %s), {q})"
+                    f"({_WS_LAST_BYTES}), REGEXP_REPLACE({gate}, %s, %s), {q})"
                 )
                 value = f"NULLIF({value}, %s)"
                 own = [_WS_EDGES_REGEXP, "", ""]

@@ -56,6 +56,7 @@ from psycopg import sql
 from airflow_provider_refdata.exceptions import RefdataSourceError
 from airflow_provider_refdata.services.sources import (
     DEFAULT_TIMEOUT_SECONDS,
+    STRIP_CHARACTERS,
     SourceColumn,
     SourceRead,
     SourceUnavailableError,
@@ -64,11 +65,6 @@ from airflow_provider_refdata.services.sources import (
 if TYPE_CHECKING:
     from airflow_provider_refdata.config import SyncTableConfig
 
-#: Every character for which ``str.isspace()`` is true (what ``str.strip()`` removes); a test checks it.
-STRIP_CHARACTERS = (
-    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
-    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
-)
 
 # Session settings that make the output text exact and independent of the legacy server's configuration
 # (set for the read's transaction only, with set_config(…, true)).

@@ -51,6 +51,13 @@ if TYPE_CHECKING:
 
 DEFAULT_TIMEOUT_SECONDS = 30
 
+#: Every character for which ``str.isspace()`` is true (what ``str.strip()`` removes, and so what the hybrid
+#: path trims from fact keys): the database readers trim keys of exactly these; a test checks the set.
+STRIP_CHARACTERS = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+
 Batch = bytes | list[tuple]
 
 

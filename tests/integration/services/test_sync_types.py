@@ -30,7 +30,7 @@ from psycopg import sql
 
 from airflow_provider_refdata.config import ReferenceSyncConfig, SyncTableConfig
 from airflow_provider_refdata.results import SyncResult
-from airflow_provider_refdata.services.sources import MySqlSource, YamlFileSource
+from airflow_provider_refdata.services.sources import STRIP_CHARACTERS, MySqlSource, YamlFileSource
 from airflow_provider_refdata.services.sync import ReferenceSyncService
 from tests.conftest import mysql_connect
 
@@ -196,6 +196,31 @@ def test_strings_arrive_exactly_trimmed_with_empty_kept_and_null_kept(env):
     assert by_key["a12"][1] == "" and by_key["a13"][1] == "" and by_key["a14"][1] is None
     assert len(by_key["a16"][1]) == len(LONG_TEXT)
     _resync_through_the_merge(env, cfg, "s", expected)
+
+
+@pytest.mark.parametrize("charset", ["utf8mb4", "gbk"])
+def test_keys_lose_exactly_what_str_strip_removes_whatever_the_white_space(env, charset):
+    # Every character str.isspace() knows, before and after a key: the fact keys of the hybrid path are
+    # str.strip()ed, so a key that kept an em space (U+2003, pasted from a document) would never match.
+    spaces = [c for c in STRIP_CHARACTERS if charset == "utf8mb4" or _in_gbk(c)]
+    keys = [f"{c}K{i:02d}{c}" for i, c in enumerate(spaces)]
+    env.mysql(
+        f"CREATE TABLE ws (k varchar(16) PRIMARY KEY, v varchar(8)) CHARACTER SET {charset}",
+        ("INSERT INTO ws VALUES (%s, %s)", [(k, str(i)) for i, k in enumerate(keys)]),
+    )
+    env.create_target("ws", "k varchar(16) PRIMARY KEY, v text")
+    _ok(env.sync(env.table_config("ws", ["k", "v"])))
+    got = dict((v, k) for k, v in env.rows("ws", "k, v"))
+    wrong = {repr(keys[int(v)]): k for v, k in got.items() if k != keys[int(v)].strip()}
+    assert not wrong and len(got) == len(keys), wrong
+
+
+def _in_gbk(char: str) -> bool:
+    try:
+        char.encode("gbk")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize(

@@ -70,7 +70,7 @@ def test_mysql_query_quotes_identifiers_and_binds_every_value(tmp_path):
     query, params, columns = MySqlSource().build_query(table, types, since)
     assert columns == ["年金计划号", "名"]
     assert "updated_at`)" not in query.split(" FROM ")[0]  # one result column: the watermark is max_query's
-    assert "FROM `annuity``plan`" in query and "REGEXP_REPLACE(`plan code`, %s, %s)" in query
+    assert "FROM `annuity``plan`" in query and "REGEXP_REPLACE(CONVERT(`plan code` USING utf8mb4), %s, %s)" in query
     assert "NULLIF(" in query  # the key column: blank → NULL, rejected by the warehouse
     assert query.endswith("WHERE `updated_at` >= %s") and params[-1] == since
     assert query.count("%s") == len(params)
