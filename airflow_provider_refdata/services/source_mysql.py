@@ -365,9 +365,9 @@ class MySqlSource:
     ) -> tuple[str, list[Any]]:
         """The largest ``updated_at`` of the rows :meth:`build_query` reads, as ISO text (NULL: no rows).
 
-        ``MAX`` of the bare column is one step down its index, when it has one.  A zero date ('0000-00-00',
-        '2024-05-00') is no instant; it sorts below real dates, so it is the maximum only when one with a zero
-        day or month is the latest: ``skip_zero_dates`` then asks again, leaving such dates out.
+        ``MAX`` of the bare column is one step down its index, when it has one.  A date with a zero day or
+        month sorts among the real ones ('2024-06-00' after '2024-05-31') and can be the largest, though it is
+        no instant (nor is '0000-00-00'): ``skip_zero_dates`` then asks again, leaving such dates out.
 
         :param table_config: an incremental ``legacy_mysql`` table entry.
         :param since: as for :meth:`build_query`.
