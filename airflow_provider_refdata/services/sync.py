@@ -83,7 +83,6 @@ logger = logging.getLogger(__name__)
 
 STAGE_NAME = sync_checks.STAGE_NAME
 DEFAULT_BATCH_SIZE = 5000
-# A stage this many times smaller than the target is merged with primary-key probes (see merge.upsert_changed).
 
 
 class _Skip(Exception):  # internal control flow
